@@ -1,0 +1,90 @@
+"""The one place for numba flags, the default dtype and thread counts.
+
+Every kernel module compiles through :func:`jit` (or :func:`jit_parallel`), so the
+flags below are the only ones in the package. Each can be overridden by an
+environment variable read once, at import:
+
+=====================  =========  ===================================================
+variable               default    meaning
+=====================  =========  ===================================================
+FASTNN_FASTMATH        0          LLVM fast-math (reassociation, FMA contraction).
+                                  Off by default so that the loop form run by Python
+                                  and its JIT compilation agree to the bit.
+FASTNN_CACHE           1          Cache compiled kernels on disk (``__pycache__``
+                                  next to the sources, or ``NUMBA_CACHE_DIR``), so a
+                                  second process does not compile again.
+FASTNN_DTYPE           float32    Default floating dtype of models and data.
+FASTNN_NUM_THREADS     (numba's)  Threads for numba's parallel kernels.
+=====================  =========  ===================================================
+
+``NUMBA_DISABLE_JIT=1`` turns every JIT form into the plain Python loop it was
+compiled from, so the whole suite can run without compiling anything.
+"""
+
+import os
+
+import numba
+import numpy as np
+
+
+def _env_flag(name, default):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={value!r}: expected 0/1, true/false, yes/no or on/off")
+
+
+FASTMATH = _env_flag("FASTNN_FASTMATH", False)
+CACHE = _env_flag("FASTNN_CACHE", True)
+
+#: Flags of every serial kernel. ``error_model="numpy"`` lets division by zero give
+#: inf/nan like NumPy instead of raising, which also lets LLVM vectorize divisions.
+JIT = dict(nogil=True, cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+
+#: Flags of the kernels that split their outer loop over numba's threads.
+JIT_PARALLEL = dict(JIT, parallel=True)
+
+DEFAULT_DTYPE = np.dtype(os.environ.get("FASTNN_DTYPE", "float32"))
+if DEFAULT_DTYPE not in (np.float32, np.float64):
+    raise ValueError(f"FASTNN_DTYPE={DEFAULT_DTYPE}: expected float32 or float64")
+
+_threads = os.environ.get("FASTNN_NUM_THREADS")
+if _threads:
+    numba.set_num_threads(int(_threads))
+
+
+def jit(fn):
+    """Compile ``fn`` (a loop form) with the package's flags; compiles lazily on first call."""
+    return numba.njit(**JIT)(fn)
+
+
+def jit_parallel(fn):
+    """Like :func:`jit`, with ``parallel=True`` so ``numba.prange`` loops run on threads."""
+    return numba.njit(**JIT_PARALLEL)(fn)
+
+
+def resolve_dtype(dtype):
+    """Return ``dtype`` as a NumPy float dtype, or raise ``ValueError`` naming what is allowed."""
+    if dtype is None:
+        return DEFAULT_DTYPE
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise ValueError(f"dtype={dtype!r}: expected 'float32' or 'float64'") from exc
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"dtype={dtype!r}: expected 'float32' or 'float64'")
+    return dt
+
+
+BACKENDS = ("loop", "vec", "jit")
+
+
+def resolve_backend(backend):
+    """Check a backend name: ``'loop'`` (Python loops), ``'vec'`` (NumPy) or ``'jit'`` (numba)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r}: expected one of {BACKENDS}")
+    return backend

@@ -1,0 +1,118 @@
+"""The dense (fully connected) layer, forward and backward, in three forms.
+
+Samples are rows: ``X`` is ``(m, n_in)``, ``W`` is ``(n_out, n_in)`` (the lecture's
+``W[l]`` and PyTorch's ``Linear.weight``), ``b`` is ``(n_out,)``. The lecture
+writes samples as columns, ``Z[l] = W[l] A[l-1] + b[l]``; with rows this is its
+transpose, ``Z = X W^T + b``.
+
+Forward ``(x, w, b, act, alpha, out)`` computes ``A = g(X W^T + b)`` for the
+activation code ``act`` (``activations.CODES``). Backward
+``(x, w, a, da, act, alpha, dz, dw, db, dx)`` computes::
+
+    dZ = dA * g'(Z)        dW = dZ^T X        db = sum_i dZ_i        dX = dZ W
+
+The ``1/m`` of the lecture's ``dW = 1/m dZ A^T`` is already in the loss gradient
+(``losses.py``), as in PyTorch, so that a layer does not need to know the batch.
+``dx`` with no rows (``np.empty((0, 0))``) skips the input gradient, which the first
+layer never needs. ``dz`` may alias ``da``.
+
+The loop forms are the textbook triple loop. ``dense_*_loop_jit`` compile exactly
+that loop (the lesson: the same loop, compiled); the ``*_jit`` forms the model uses
+call BLAS through ``np.dot`` inside numba and fuse the bias and the activation (or
+its derivative) around the product, which is where BLAS wins.
+"""
+
+import numpy as np
+from numba import njit
+
+from .._config import JIT, jit
+from .activations import (
+    ACTIVATIONS,
+    CODES,
+    DERIVATIVES,
+    activation_backward_loop,
+    activation_forward_loop,
+)
+
+_NAMES = {code: name for name, code in CODES.items()}
+
+
+def dense_forward_loop(x, w, b, act, alpha, out):
+    """A = g(X W^T + b)."""
+    for i in range(x.shape[0]):
+        for o in range(w.shape[0]):
+            acc = np.float64(b[o])
+            for k in range(x.shape[1]):
+                acc += np.float64(x[i, k]) * np.float64(w[o, k])
+            out[i, o] = acc
+    activation_forward_loop(act, out, alpha, out)
+
+
+def dense_forward_vec(x, w, b, act, alpha, out):
+    """A = g(X W^T + b)."""
+    np.dot(x, w.T, out=out)
+    out += b
+    ACTIVATIONS[_NAMES[act]]["vec"](out, alpha, out)
+
+
+@njit(**JIT)
+def dense_forward_jit(x, w, b, act, alpha, out):
+    """A = g(X W^T + b): BLAS product, then bias and activation in one pass each."""
+    np.dot(x, w.T, out)
+    for i in range(out.shape[0]):
+        for o in range(out.shape[1]):
+            out[i, o] += b[o]
+    activation_forward_loop(act, out, alpha, out)
+
+
+def dense_backward_loop(x, w, a, da, act, alpha, dz, dw, db, dx):
+    """dZ = dA * g'(Z); dW = dZ^T X; db = sum_i dZ; dX = dZ W."""
+    activation_backward_loop(act, a, da, alpha, dz)
+    for o in range(w.shape[0]):
+        acc_b = 0.0
+        for i in range(x.shape[0]):
+            acc_b += np.float64(dz[i, o])
+        db[o] = acc_b
+        for k in range(w.shape[1]):
+            acc = 0.0
+            for i in range(x.shape[0]):
+                acc += np.float64(dz[i, o]) * np.float64(x[i, k])
+            dw[o, k] = acc
+    if dx.shape[0] > 0:
+        for i in range(x.shape[0]):
+            for k in range(w.shape[1]):
+                acc = 0.0
+                for o in range(w.shape[0]):
+                    acc += np.float64(dz[i, o]) * np.float64(w[o, k])
+                dx[i, k] = acc
+
+
+def dense_backward_vec(x, w, a, da, act, alpha, dz, dw, db, dx):
+    """dZ = dA * g'(Z); dW = dZ^T X; db = sum_i dZ; dX = dZ W."""
+    DERIVATIVES[_NAMES[act]]["vec"](a, da, alpha, dz)
+    np.dot(dz.T, x, out=dw)
+    np.sum(dz, axis=0, out=db)
+    if dx.shape[0] > 0:
+        np.dot(dz, w, out=dx)
+
+
+@njit(**JIT)
+def dense_backward_jit(x, w, a, da, act, alpha, dz, dw, db, dx):
+    """dZ = dA * g'(Z) fused before two BLAS products: dW = dZ^T X, dX = dZ W."""
+    activation_backward_loop(act, a, da, alpha, dz)
+    np.dot(dz.T, x, dw)
+    for o in range(db.shape[0]):
+        acc = 0.0
+        for i in range(dz.shape[0]):
+            acc += np.float64(dz[i, o])
+        db[o] = acc
+    if dx.shape[0] > 0:
+        np.dot(dz, w, dx)
+
+
+# The textbook loops, compiled as they are: no BLAS (the lesson's middle column).
+dense_forward_loop_jit = jit(dense_forward_loop)
+dense_backward_loop_jit = jit(dense_backward_loop)
+
+DENSE_FORWARD = {"loop": dense_forward_loop, "vec": dense_forward_vec, "jit": dense_forward_jit}
+DENSE_BACKWARD = {"loop": dense_backward_loop, "vec": dense_backward_vec, "jit": dense_backward_jit}

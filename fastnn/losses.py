@@ -1,0 +1,194 @@
+"""Losses by name: target checking, the kernel call, and predictions from logits.
+
+==========================  ==================================================================
+name                        loss on the network's output Z (logits)
+==========================  ==================================================================
+softmax_cross_entropy       ``J = -1/m sum_i log softmax(Z_i)[y_i]``; integer labels ``(m,)``
+                            or one-hot / probability rows ``(m, k)``. PyTorch's
+                            ``CrossEntropyLoss``.
+binary_cross_entropy        the lecture's logistic loss ``-y log a - (1-y) log(1-a)``,
+                            ``a = sigmoid(z)``, averaged over all outputs; ``dZ = (A - Y)/m``.
+                            PyTorch's ``BCEWithLogitsLoss``.
+mse                         ``J = 1/(m k) sum (Z - Y)^2``, PyTorch's ``MSELoss``.
+quadratic                   the lecture's quadratic cost ``C = 1/(2m) sum_x ||y(x) - a||^2``:
+                            ``k/2`` times ``mse`` for ``k`` outputs (half of it for one).
+==========================  ==================================================================
+"""
+
+import numpy as np
+
+from .kernels.activations import sigmoid_forward_vec, softmax_forward_vec
+from .kernels.losses import LOSS_KERNELS
+
+
+class Loss:
+    """A named loss. ``prepare(y, n_outputs, dtype)`` validates targets once;
+    ``__call__(z, target, grad, backend)`` returns the mean loss and fills ``grad``."""
+
+    name = None
+    is_classifier = False
+    fused_activation = None  # an output activation the loss applies itself
+
+    def prepare(self, y, n_outputs, dtype):
+        raise NotImplementedError
+
+    def __call__(self, z, target, grad, backend):
+        raise NotImplementedError
+
+    def predict(self, z):
+        raise NotImplementedError
+
+    def predict_proba(self, z):
+        raise ValueError(f"predict_proba is for classification losses, not {self.name!r}")
+
+    def accuracy(self, z, target):
+        """Fraction of correct predictions, or None for regression."""
+        return None
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+def _check_finite(y):
+    if not np.all(np.isfinite(y)):
+        raise ValueError("y contains NaN or inf; expected finite targets")
+
+
+class SoftmaxCrossEntropy(Loss):
+    name = "softmax_cross_entropy"
+    is_classifier = True
+    fused_activation = "softmax"
+
+    def prepare(self, y, n_outputs, dtype):
+        if n_outputs < 2:
+            raise ValueError(
+                "softmax_cross_entropy needs at least 2 outputs (one logit per class); the "
+                f"network has {n_outputs}: use binary_cross_entropy for one output")
+        y = np.asarray(y)
+        if y.ndim == 1:
+            if y.dtype.kind == "f":
+                _check_finite(y)
+                if not np.all(y == np.round(y)):
+                    raise ValueError("softmax_cross_entropy: labels must be whole numbers "
+                                     "0..k-1 (or one-hot rows of shape (m, k))")
+            elif y.dtype.kind not in "iub":
+                raise ValueError(f"softmax_cross_entropy: labels of dtype {y.dtype} are not "
+                                 "class indices; expected integers 0..k-1")
+            if y.size and (y.min() < 0 or y.max() >= n_outputs):
+                raise ValueError(
+                    f"softmax_cross_entropy: labels must lie in 0..{n_outputs - 1} for "
+                    f"{n_outputs} outputs; got values from {y.min()} to {y.max()}")
+            return np.ascontiguousarray(y, dtype=np.int64)
+        if y.ndim == 2:
+            if y.shape[1] != n_outputs:
+                raise ValueError(f"softmax_cross_entropy: one-hot targets have {y.shape[1]} "
+                                 f"columns but the network has {n_outputs} outputs")
+            y = np.ascontiguousarray(y, dtype=dtype)
+            _check_finite(y)
+            if np.any(y < 0):
+                raise ValueError("softmax_cross_entropy: target probabilities must be >= 0")
+            return y
+        raise ValueError(f"softmax_cross_entropy: y has shape {y.shape}; expected labels "
+                         "(m,) or one-hot rows (m, k)")
+
+    def __call__(self, z, target, grad, backend):
+        if target.ndim == 1:
+            return LOSS_KERNELS["softmax_cross_entropy"][backend](z, target, grad)
+        return LOSS_KERNELS["softmax_cross_entropy_soft"][backend](z, target, grad)
+
+    def predict(self, z):
+        return np.argmax(z, axis=1)
+
+    def predict_proba(self, z):
+        out = np.empty_like(z)
+        softmax_forward_vec(z, 0.0, out)
+        return out
+
+    def accuracy(self, z, target):
+        labels = target if target.ndim == 1 else np.argmax(target, axis=1)
+        return float(np.mean(np.argmax(z, axis=1) == labels))
+
+
+def _as_columns(name, y, n_outputs, dtype):
+    y = np.asarray(y)
+    if y.dtype.kind not in "iufb":
+        raise ValueError(f"{name}: y has dtype {y.dtype}; expected numbers")
+    if y.ndim == 1 and n_outputs == 1:
+        y = y.reshape(-1, 1)
+    if y.ndim != 2 or y.shape[1] != n_outputs:
+        raise ValueError(f"{name}: y has shape {y.shape} but the network has {n_outputs} "
+                         f"output(s); expected (m,) for one output or (m, {n_outputs})")
+    y = np.ascontiguousarray(y, dtype=dtype)
+    _check_finite(y)
+    return y
+
+
+class BinaryCrossEntropy(Loss):
+    name = "binary_cross_entropy"
+    is_classifier = True
+    fused_activation = "sigmoid"
+
+    def prepare(self, y, n_outputs, dtype):
+        y = _as_columns(self.name, y, n_outputs, dtype)
+        if np.any((y < 0) | (y > 1)):
+            raise ValueError("binary_cross_entropy: targets must lie in [0, 1] (labels 0/1)")
+        return y
+
+    def __call__(self, z, target, grad, backend):
+        return LOSS_KERNELS["binary_cross_entropy"][backend](z, target, grad)
+
+    def predict(self, z):
+        labels = (z > 0).astype(np.int64)
+        return labels[:, 0] if z.shape[1] == 1 else labels
+
+    def predict_proba(self, z):
+        """P(y = 1) per output: shape (m,) for one output, (m, k) otherwise."""
+        out = np.empty_like(z)
+        sigmoid_forward_vec(z, 0.0, out)
+        return out[:, 0] if z.shape[1] == 1 else out
+
+    def accuracy(self, z, target):
+        return float(np.mean((z > 0) == (target > 0.5)))
+
+
+class SquaredError(Loss):
+    """``mse`` (mean over all elements) or the lecture's ``quadratic`` (half-sum over
+    outputs, mean over samples)."""
+
+    def __init__(self, name="mse"):
+        self.name = name
+
+    def prepare(self, y, n_outputs, dtype):
+        return _as_columns(self.name, y, n_outputs, dtype)
+
+    def __call__(self, z, target, grad, backend):
+        m, k = z.shape
+        scale = 1.0 / (m * k) if self.name == "mse" else 0.5 / m
+        return LOSS_KERNELS["squared_error"][backend](z, target, scale, grad)
+
+    def predict(self, z):
+        return z[:, 0].copy() if z.shape[1] == 1 else z.copy()
+
+    def __repr__(self):
+        return f"SquaredError({self.name!r})"
+
+
+LOSSES = {
+    "softmax_cross_entropy": SoftmaxCrossEntropy,
+    "binary_cross_entropy": BinaryCrossEntropy,
+    "mse": lambda: SquaredError("mse"),
+    "quadratic": lambda: SquaredError("quadratic"),
+}
+_ALIASES = {"cross_entropy": "softmax_cross_entropy", "categorical_crossentropy":
+            "softmax_cross_entropy", "bce": "binary_cross_entropy",
+            "binary_crossentropy": "binary_cross_entropy", "logistic": "binary_cross_entropy"}
+
+
+def get_loss(loss):
+    """A :class:`Loss` from its name (or the instance itself)."""
+    if isinstance(loss, Loss):
+        return loss
+    name = _ALIASES.get(loss, loss)
+    if name not in LOSSES:
+        raise ValueError(f"loss={loss!r}: expected one of {sorted(LOSSES)}")
+    return LOSSES[name]()
