@@ -68,6 +68,9 @@ class Sequential:
         self.training = False
         self.stop_training = False
         self.loss = None
+        #: The optimizer of the last ``fit``; ``fit`` reuses it when given none, so a
+        #: model loaded with its optimizer state resumes where it stopped.
+        self.optimizer = None
         self._ws = Workspace()
 
         width = None
@@ -230,7 +233,7 @@ class Sequential:
         X, target = self._prepare(X, y, loss)
         epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
-        optimizer = self._check_optimizer(optimizer)
+        optimizer = self.optimizer = self._check_optimizer(optimizer)
         if not (0.0 <= validation_split < 1.0):
             raise ValueError(f"validation_split={validation_split!r}: expected a fraction "
                              "in [0, 1)")
@@ -289,7 +292,7 @@ class Sequential:
 
     def _check_optimizer(self, optimizer):
         if optimizer is None:
-            optimizer = "sgd"
+            optimizer = "sgd" if self.optimizer is None else self.optimizer
         if isinstance(optimizer, str):
             kwargs = {"lr": 0.01} if optimizer.lower() == "sgd" else {}
             return get_optimizer(optimizer, self.parameters(), backend=self.backend, **kwargs)
@@ -367,6 +370,21 @@ class Sequential:
         if self.loss is None:
             raise ValueError("predict_proba needs the loss: call fit or loss_and_grad first")
         return self.loss.predict_proba(self._output(X))
+
+    # ---------------------------------------------------------- save / load
+    def save(self, path, include_optimizer=False, optimizer=None, metadata=None):
+        """Save to one ``.npz`` file, atomically; see :func:`fastnn.io.save`."""
+        from . import io
+
+        return io.save(self, path, include_optimizer=include_optimizer,
+                       optimizer=optimizer, metadata=metadata)
+
+    def load_weights(self, path):
+        """Parameters and running statistics from a file saved by ``save``, into this
+        model; see :func:`fastnn.io.load_weights`. Returns self."""
+        from . import io
+
+        return io.load_weights(self, path)
 
     # -------------------------------------------------------------- display
     def summary(self):
