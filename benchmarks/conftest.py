@@ -1,0 +1,95 @@
+"""Shared set-up of the benchmark suite: pinned threads, warm-up, groups, slow-loop sizes.
+
+Every benchmark body goes through the ``bench`` fixture::
+
+    bench(form, "dense_forward", size, fn, *args)
+
+which puts the run in the group ``dense_forward[<size label>]`` (so the loop, vec,
+jit and peer forms of one equation at one size sit side by side in one table),
+calls ``fn`` once outside the timing for every compiled or library form (numba
+compiles on first call; torch and BLAS allocate their work buffers), and skips the
+plain-Python loop where ``size.loop`` is False, that is where one call would take
+more than a few seconds. The skipped groups are listed under the tables.
+
+Threads. Two cores, and numpy and scipy each load their own OpenBLAS: with their
+default thread counts a small matrix product oversubscribes the cores several times
+over and times become noise. Every BLAS (threadpoolctl), numba's thread pool and
+torch's intra-op pool are pinned to ``FASTNN_BENCH_THREADS`` threads (default 1, so
+every form is measured single-threaded: a like-for-like comparison of the kernels).
+"""
+
+import pytest
+from _common import THREADS
+
+# Rounds of the plain-Python loop: one call takes up to a few seconds, so the
+# default calibration (at least 5 rounds, 1 s) would make the suite crawl.
+_LOOP_ROUNDS = 3
+
+_skipped_loops = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pin_threads():
+    """Pin BLAS (numpy's and scipy's OpenBLAS, any MKL) and numba to ``THREADS``."""
+    import numba
+    import scipy.linalg  # noqa: F401  load scipy's OpenBLAS now, so the limit covers it
+    from threadpoolctl import threadpool_limits
+
+    numba.set_num_threads(min(THREADS, numba.config.NUMBA_NUM_THREADS))
+    with threadpool_limits(limits=THREADS):
+        yield
+
+
+@pytest.fixture(scope="session")
+def torch():
+    """PyTorch (CPU) pinned to ``THREADS`` threads; skips the benchmark if not installed."""
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(THREADS)
+    return torch
+
+
+class _Bench:
+    """``bench(form, equation, size, fn, *args)``: time ``fn(*args)`` in the group
+    ``equation[size]`` after one untimed warm-up call; returns ``fn``'s last result.
+
+    ``bench.check(form, equation, size)`` skips early, before a test prepares data
+    or calls anything, where the Python loop is not run at ``size``.
+    """
+
+    def __init__(self, benchmark):
+        self.benchmark = benchmark
+
+    def check(self, form, equation, size):
+        group = f"{equation}[{size}]"
+        if form == "loop" and not size.loop:
+            _skipped_loops.append(group)
+            pytest.skip(f"{group}: the Python loop is not run at this size (one call "
+                        "would take more than a few seconds); see the smaller size")
+        return group
+
+    def __call__(self, form, equation, size, fn, *args):
+        group = self.check(form, equation, size)
+        benchmark = self.benchmark
+        benchmark.group = group
+        benchmark.extra_info["form"] = form
+        benchmark.extra_info["size"] = str(size)
+        if form == "loop":
+            return benchmark.pedantic(fn, args=args, rounds=_LOOP_ROUNDS, iterations=1)
+        fn(*args)  # warm-up: JIT compilation, first-call allocations
+        return benchmark(fn, *args)
+
+
+@pytest.fixture
+def bench(benchmark):
+    return _Bench(benchmark)
+
+
+@pytest.hookimpl(trylast=True)  # under pytest-benchmark's tables
+def pytest_terminal_summary(terminalreporter):
+    if _skipped_loops:
+        terminalreporter.write_sep("-", "fastnn benchmarks: Python loop not run")
+        terminalreporter.write_line(
+            "The plain-Python loop form runs only at sizes where one call takes seconds; "
+            "it is absent from these groups on purpose (compare it at the smaller size):")
+        for group in sorted(set(_skipped_loops)):
+            terminalreporter.write_line(f"  {group}")
