@@ -18,7 +18,7 @@ quadratic                   the lecture's quadratic cost ``C = 1/(2m) sum_x ||y(
 import numpy as np
 
 from .kernels.activations import sigmoid_forward_vec, softmax_forward_vec
-from .kernels.losses import LOSS_KERNELS
+from .kernels.losses import COUNT_KERNELS, LOSS_KERNELS
 
 
 class Loss:
@@ -41,9 +41,15 @@ class Loss:
     def predict_proba(self, z):
         raise ValueError(f"predict_proba is for classification losses, not {self.name!r}")
 
-    def accuracy(self, z, target):
-        """Fraction of correct predictions, or None for regression."""
+    def correct(self, z, target, backend="vec"):
+        """``(n_correct, n_scored)`` of the predictions in ``z``, or None for regression.
+        The JIT form counts without allocating, for the training loop."""
         return None
+
+    def accuracy(self, z, target, backend="vec"):
+        """Fraction of correct predictions, or None for regression."""
+        counts = self.correct(z, target, backend)
+        return None if counts is None else counts[0] / counts[1]
 
     def __repr__(self):
         return f"{type(self).__name__}()"
@@ -104,9 +110,10 @@ class SoftmaxCrossEntropy(Loss):
         softmax_forward_vec(z, 0.0, out)
         return out
 
-    def accuracy(self, z, target):
-        labels = target if target.ndim == 1 else np.argmax(target, axis=1)
-        return float(np.mean(np.argmax(z, axis=1) == labels))
+    def correct(self, z, target, backend="vec"):
+        if target.ndim == 1:
+            return COUNT_KERNELS["count_correct"][backend](z, target), z.shape[0]
+        return COUNT_KERNELS["count_correct"]["vec"](z, np.argmax(target, axis=1)), z.shape[0]
 
 
 def _as_columns(name, y, n_outputs, dtype):
@@ -147,8 +154,8 @@ class BinaryCrossEntropy(Loss):
         sigmoid_forward_vec(z, 0.0, out)
         return out[:, 0] if z.shape[1] == 1 else out
 
-    def accuracy(self, z, target):
-        return float(np.mean((z > 0) == (target > 0.5)))
+    def correct(self, z, target, backend="vec"):
+        return COUNT_KERNELS["count_correct_binary"][backend](z, target), z.size
 
 
 class SquaredError(Loss):

@@ -123,3 +123,21 @@ def test_lecture_worked_example_logistic_gradient():
         DENSE_BACKWARD[form](X, w, Z, dz, CODES["identity"], 0.0, np.empty_like(dz), dw, db, dx)
         np.testing.assert_allclose(dw[0], [-0.55, -1.05], rtol=1e-12)
         np.testing.assert_allclose(db, [0.0], atol=1e-15)  # db = 1/4 (0.8 - 0.4 - 0.1 - 0.3) = 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_count_correct_three_forms(dtype):
+    from fastnn.kernels.losses import COUNT_KERNELS
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((50, 4)).astype(dtype)
+    z[0] = 1.0  # a tie: the first maximum wins, as in np.argmax
+    y = rng.integers(0, 4, 50)
+    y[0] = 0
+    ref = sum(int(np.argmax(z[i]) == y[i]) for i in range(50))
+    for form in ("loop", "vec", "jit"):
+        assert COUNT_KERNELS["count_correct"][form](z, y) == ref
+    yb = rng.integers(0, 2, (50, 4)).astype(dtype)
+    ref_b = sum(int((z[i, j] > 0) == (yb[i, j] > 0.5)) for i in range(50) for j in range(4))
+    for form in ("loop", "vec", "jit"):
+        assert COUNT_KERNELS["count_correct_binary"][form](z, yb) == ref_b

@@ -142,6 +142,43 @@ def squared_error_vec(z, y, scale, grad):
     return loss
 
 
+# ------------------------------------------------------------------- accuracy
+def count_correct_loop(z, y):
+    """Number of rows whose largest logit is at the label: sum_i [argmax_j Z_ij = y_i]
+    (ties go to the first maximum, as np.argmax); counts without allocating."""
+    count = 0
+    for i in range(z.shape[0]):
+        best = 0
+        for j in range(1, z.shape[1]):
+            if z[i, j] > z[i, best]:
+                best = j
+        if best == y[i]:
+            count += 1
+    return count
+
+
+def count_correct_vec(z, y):
+    """Number of rows whose largest logit is at the label: sum_i [argmax_j Z_ij = y_i]."""
+    return int(np.count_nonzero(np.argmax(z, axis=1) == y))
+
+
+def count_correct_binary_loop(z, y):
+    """Number of outputs on the right side of 0: sum_ij [(Z_ij > 0) = (Y_ij > 1/2)]."""
+    count = 0
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            if (z[i, j] > 0.0) == (y[i, j] > 0.5):
+                count += 1
+    return count
+
+
+def count_correct_binary_vec(z, y):
+    """Number of outputs on the right side of 0: sum_ij [(Z_ij > 0) = (Y_ij > 1/2)]."""
+    return int(np.count_nonzero((z > 0) == (y > 0.5)))
+
+
+count_correct_jit = jit(count_correct_loop)
+count_correct_binary_jit = jit(count_correct_binary_loop)
 softmax_cross_entropy_jit = jit(softmax_cross_entropy_loop)
 softmax_cross_entropy_soft_jit = jit(softmax_cross_entropy_soft_loop)
 binary_cross_entropy_jit = jit(binary_cross_entropy_loop)
@@ -163,3 +200,6 @@ LOSS_KERNELS = {
         "squared_error",
     )
 }
+
+#: kernel name -> {form -> kernel} for counting correct predictions (accuracy)
+COUNT_KERNELS = {name: _forms(name) for name in ("count_correct", "count_correct_binary")}
