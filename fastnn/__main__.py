@@ -1,4 +1,4 @@
-"""The command line: ``python -m fastnn demo``."""
+"""The command line: ``python -m fastnn demo``, ``python -m fastnn lesson``."""
 
 import argparse
 import sys
@@ -36,6 +36,12 @@ def _demo(args):
     return 0
 
 
+def _lesson(args):
+    from .lesson import main
+
+    return main(args)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="fastnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -46,6 +52,28 @@ def build_parser():
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--backend", choices=("loop", "vec", "jit"), default="jit")
     demo.set_defaults(func=_demo)
+
+    lesson = sub.add_parser("lesson", help="replay the lecture's lesson: the same equations as "
+                            "a Python loop, vectorized NumPy and numba JIT, timed side by side")
+    lesson.add_argument("--quick", action="store_true",
+                        help="small sizes, one repeat: a few seconds")
+    lesson.add_argument("--dot-n", type=int, help="vector length of the dot product "
+                        "(default 1,000,000; quick 100,000)")
+    lesson.add_argument("--samples", type=int, help="m, samples (default 1000; quick 200)")
+    lesson.add_argument("--features", type=int, help="n_x, features (default 20; quick 10)")
+    lesson.add_argument("--hidden", type=int, help="hidden units of the 2-layer network "
+                        "(default 64; quick 16)")
+    lesson.add_argument("--iterations", type=int, help="gradient descent steps of the logistic "
+                        "regression (default 50; quick 10)")
+    lesson.add_argument("--repeats", type=int, help="time each form this many times, keep the "
+                        "best (default 3; quick 1)")
+    lesson.add_argument("--steps", type=int, default=20, help="steps of the 1-D gradient descent")
+    lesson.add_argument("--threads", type=int, default=1,
+                        help="BLAS threads while timing (default 1; needs threadpoolctl)")
+    lesson.add_argument("--seed", type=int, default=0)
+    lesson.add_argument("--plot", metavar="FILE.png",
+                        help="also draw the times and the 1-D paths (needs matplotlib)")
+    lesson.set_defaults(func=_lesson)
     return parser
 
 
