@@ -5,8 +5,8 @@ loop, vectorized NumPy, and the loop compiled by numba); this package re-exports
 public API built over them.
 """
 
-from . import datasets, optim
-from .callbacks import Callback, History
+from . import datasets, io, optim
+from .callbacks import Callback, History, ModelCheckpoint
 from .gradcheck import GradcheckResult, gradcheck, numerical_gradient
 from .layers import (
     Activation,
@@ -19,6 +19,7 @@ from .layers import (
     Softmax,
     Tanh,
 )
+from .io import FastnnFormatError, load
 from .losses import get_loss
 from .model import Sequential
 
@@ -28,11 +29,13 @@ __all__ = [
     "Activation",
     "Callback",
     "Dense",
+    "FastnnFormatError",
     "GradcheckResult",
     "History",
     "Identity",
     "Layer",
     "LeakyReLU",
+    "ModelCheckpoint",
     "ReLU",
     "Sequential",
     "Sigmoid",
@@ -41,6 +44,8 @@ __all__ = [
     "datasets",
     "get_loss",
     "gradcheck",
+    "io",
+    "load",
     "numerical_gradient",
     "optim",
 ]

@@ -145,6 +145,7 @@ def _atomic_write(path, arrays):
 
 # ---------------------------------------------------------------- optimizer
 def _schedules():
+    """Schedule classes by name: the table of ``fastnn.schedules`` (empty without it)."""
     try:
         from . import schedules
     except ImportError:
@@ -154,39 +155,27 @@ def _schedules():
         return {cls.__name__: cls for cls in table.values() if isinstance(cls, type)}
     return {name: obj for name, obj in vars(schedules).items()
             if isinstance(obj, type) and obj.__module__ == schedules.__name__
-            and not name.startswith("_")}
+            and not name.startswith("_") and callable(obj)}
 
 
-def _object_config(obj, what):
-    """The constructor arguments of ``obj``: its ``config()`` when it has one, else the
-    attributes named like its constructor's parameters."""
-    if hasattr(obj, "config") and callable(obj.config):
-        return dict(obj.config())
-    if hasattr(obj, "get_config") and callable(obj.get_config):
-        return dict(obj.get_config())
-    cfg = {}
-    for name, p in inspect.signature(type(obj).__init__).parameters.items():
-        if name in ("self", "params", "backend") or p.kind in (p.VAR_POSITIONAL,
-                                                                 p.VAR_KEYWORD):
-            continue
-        if not hasattr(obj, name):
-            raise ValueError(f"cannot save {what}: it has no config() and does not keep its "
-                             f"constructor argument {name!r} as an attribute")
-        cfg[name] = getattr(obj, name)
-    return cfg
+def _config_of(obj, what):
+    for method in ("get_config", "config"):
+        if callable(getattr(obj, method, None)):
+            return dict(getattr(obj, method)())
+    raise ValueError(f"cannot save {what}: it has no get_config() to rebuild it from")
 
 
 def _pack_schedule(lr, arrays):
-    schedules = _schedules()
     name = type(lr).__name__
-    if schedules.get(name) is not type(lr):
+    if _schedules().get(name) is not type(lr):
         raise ValueError(f"cannot save the optimizer: its learning rate is {lr!r}, which is "
                          "not a fastnn.schedules schedule; plain functions cannot be saved "
                          "(use a schedule class, or save without include_optimizer)")
-    out = {"class": name,
-           "config": _pack(_object_config(lr, f"schedule {name}"), arrays, "optimizer.",
-                           f"schedule {name} config")}
-    if hasattr(lr, "state_dict"):
+    out = {"class": name, "config": _pack(_config_of(lr, f"schedule {name}"), arrays,
+                                          "optimizer.", f"schedule {name} config")}
+    # A schedule is a function of the optimizer's step_count, which the state holds;
+    # one with a state of its own (a plateau counter, say) saves that too.
+    if callable(getattr(lr, "state_dict", None)):
         out["state"] = _pack(lr.state_dict(), arrays, "optimizer.", f"schedule {name} state")
     return out
 
@@ -202,53 +191,39 @@ def _pack_optimizer(opt, model, arrays):
             a.shape != b.shape or not np.shares_memory(a, b)
             for a, b in zip(mine, opt.params)):
         raise ValueError("cannot save the optimizer: it does not hold this model's parameters")
-    cfg = _object_config(opt, f"optimizer {name}")
-    cfg.pop("params", None)
-    cfg.pop("backend", None)
-    lr_key = "lr" if "lr" in cfg else None
-    schedule = None
-    if lr_key is not None and callable(cfg[lr_key]):
-        schedule = _pack_schedule(cfg.pop(lr_key), arrays)
-    state = opt.state_dict() if hasattr(opt, "state_dict") else _base_state_dict(opt)
-    return {"name": key, "class": name, "backend": getattr(opt, "backend", model.backend),
-            "config": _pack(cfg, arrays, "optimizer.", f"optimizer {name} config"),
+    if not callable(getattr(opt, "state_dict", None)):
+        raise ValueError(f"cannot save optimizer {name}: it has no state_dict()")
+    config = _config_of(opt, f"optimizer {name}")
+    lr = config.pop("lr", opt.lr)
+    schedule = _pack_schedule(lr, arrays) if callable(lr) else None
+    return {"name": key, "class": name, "backend": opt.backend,
+            "lr": None if callable(lr) else _json_scalar(lr, "the learning rate"),
+            "config": _pack(config, arrays, "optimizer.", f"optimizer {name} config"),
             "schedule": schedule,
-            "state": _pack(state, arrays, "optimizer.", f"optimizer {name} state")}
+            "state": _pack(opt.state_dict(), arrays, "optimizer.", f"optimizer {name} state")}
 
 
-def _base_state_dict(opt):
-    """The state every :class:`fastnn.optim.Optimizer` keeps, for one without
-    ``state_dict()``: the step count and the state arrays, by name."""
-    return {"step_count": int(opt.step_count),
-            "state": {k: list(v) for k, v in opt.state.items()}}
-
-
-def _load_base_state_dict(opt, sd):
-    """Inverse of :func:`_base_state_dict`; checks everything before assigning."""
-    if not isinstance(sd, dict) or set(sd) != {"step_count", "state"}:
-        raise ValueError("expected the keys 'step_count' and 'state'")
-    step = sd["step_count"]
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise ValueError(f"step_count {step!r} is not a non-negative integer")
-    state = sd["state"]
-    if not isinstance(state, dict) or sorted(state) != sorted(opt.state):
-        raise ValueError(f"state names {sorted(state) if isinstance(state, dict) else state} "
-                         f"differ from {sorted(opt.state)}")
-    for name, mine in opt.state.items():
-        theirs = state[name]
-        if not isinstance(theirs, list) or len(theirs) != len(mine) or any(
-                not isinstance(b, np.ndarray) or b.shape != a.shape or b.dtype != a.dtype
-                for a, b in zip(mine, theirs)):
-            raise ValueError(f"state {name!r} does not match the parameters' shapes and dtype")
-    for name, mine in opt.state.items():
-        for a, b in zip(mine, state[name]):
-            a[...] = b
-    opt.step_count = step
+def _build_schedule(spec, arrays, used):
+    if not isinstance(spec, dict) or not isinstance(spec.get("class"), str):
+        raise FastnnFormatError("the schedule entry of the header is malformed")
+    cls = _schedules().get(spec["class"])
+    if cls is None:
+        raise FastnnFormatError(f"the file's schedule {spec['class']!r} is not one of this "
+                                f"fastnn's schedules ({sorted(_schedules())})")
+    config = _unpack(spec.get("config", {}), arrays, used, "schedule config")
+    try:
+        schedule = cls(**config)
+        if "state" in spec:
+            schedule.load_state_dict(_unpack(spec["state"], arrays, used, "schedule state"))
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise FastnnFormatError(f"the file's schedule {spec['class']} cannot be rebuilt: "
+                                f"{exc}") from None
+    return schedule
 
 
 def _build_optimizer(spec, model, arrays, used):
     """A new optimizer over ``model``'s parameters with the saved state; raises
-    FastnnFormatError without touching ``model`` when anything does not fit."""
+    FastnnFormatError when anything does not fit."""
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
         raise FastnnFormatError("the optimizer entry of the header is malformed")
     name = spec["name"]
@@ -256,38 +231,32 @@ def _build_optimizer(spec, model, arrays, used):
     if cls is None:
         raise FastnnFormatError(f"the file's optimizer {name!r} is not one of this fastnn's "
                                 f"optimizers ({sorted(_optim.OPTIMIZERS)})")
-    cfg = _unpack(spec.get("config", {}), arrays, used, "optimizer config")
-    if not isinstance(cfg, dict):
-        raise FastnnFormatError("the optimizer config of the header is malformed")
-    sched = spec.get("schedule")
-    if sched is not None:
-        if not isinstance(sched, dict) or not isinstance(sched.get("class"), str):
-            raise FastnnFormatError("the schedule entry of the header is malformed")
-        scls = _schedules().get(sched["class"])
-        if scls is None:
-            raise FastnnFormatError(f"the file's schedule {sched['class']!r} is not one of "
-                                    "this fastnn's schedules")
-        scfg = _unpack(sched.get("config", {}), arrays, used, "schedule config")
-        try:
-            lr = scls(**scfg)
-            if "state" in sched:
-                lr.load_state_dict(_unpack(sched["state"], arrays, used, "schedule state"))
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            raise FastnnFormatError(f"the file's schedule {sched['class']} cannot be "
-                                    f"rebuilt: {exc}") from None
-        cfg["lr"] = lr
+    config = _unpack(spec.get("config", {}), arrays, used, "optimizer config")
     state = _unpack(spec.get("state"), arrays, used, "optimizer state")
-    # the optimizer's backend matters for bit-for-bit resumption: the loop/jit forms
+    if not isinstance(config, dict) or not isinstance(state, dict):
+        raise FastnnFormatError("the optimizer entry of the header is malformed")
+    for key in ("step_count", "skipped_steps"):
+        value = state.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise FastnnFormatError(f"the optimizer's {key} {value!r} is not a non-negative "
+                                    "integer")
+    # the state arrays must be the model's dtype: load_state_dict would cast silently
+    for key, arr in (state.get("state") or {}).items():
+        if not isinstance(arr, np.ndarray) or arr.dtype != model.dtype:
+            raise FastnnFormatError(f"the optimizer state {key!r} is not a {model.dtype.name} "
+                                    "array")
+    # the backend matters for bit-for-bit resumption: the loop/jit forms of a kernel
     # compute in float64, the vec form in the parameters' dtype
     backend = spec.get("backend", model.backend)
     if backend not in BACKENDS:
         raise FastnnFormatError(f"the optimizer's backend {backend!r} is not one of {BACKENDS}")
+    if spec.get("schedule") is not None:
+        lr = _build_schedule(spec["schedule"], arrays, used)
+    else:
+        lr = spec.get("lr")
     try:
-        opt = cls(model.parameters(), backend=backend, **cfg)
-        if hasattr(opt, "load_state_dict"):
-            opt.load_state_dict(state)
-        else:
-            _load_base_state_dict(opt, state)
+        opt = cls(model.parameters(), lr=lr, backend=backend, **config)
+        opt.load_state_dict(state)
     except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
         raise FastnnFormatError(f"the file's optimizer {spec.get('class', name)} does not "
                                 f"fit this model: {exc}") from None
@@ -295,10 +264,6 @@ def _build_optimizer(spec, model, arrays, used):
 
 
 # --------------------------------------------------------------------- save
-def _model_step(model):
-    return int(getattr(model, "_step", 0))
-
-
 def save(model, path, include_optimizer=False, optimizer=None, metadata=None):
     """Save ``model`` to ``path`` (an ``.npz`` file), atomically.
 
@@ -364,7 +329,7 @@ def save(model, path, include_optimizer=False, optimizer=None, metadata=None):
         "n_parameters": int(model.n_parameters),
         "loss": None if model.loss is None else model.loss.name,
         "training_state": {"shuffle_rng": model._shuffle_rng.bit_generator.state,
-                           "step": _model_step(model)},
+                           "step": int(getattr(model, "step", 0))},
         "optimizer": None,
         "metadata": None,
     }
@@ -397,6 +362,12 @@ def _read(path):
     with open(path, "rb") as f:  # OSError (a missing file, say) passes through as is
         blob = f.read()
     where = os.fspath(path)
+    if not blob:
+        raise FastnnFormatError(f"{where} is empty, not a fastnn model")
+    if blob[:1] == b"\x80":  # the opcode that starts every pickle since protocol 2
+        raise FastnnFormatError(f"{where} is a pickle, which fastnn never loads")
+    if not blob.startswith(b"PK\x03\x04"):
+        raise FastnnFormatError(f"{where} is not a fastnn model: it is not an .npz archive")
     try:
         with np.load(_bytes_io.BytesIO(blob), allow_pickle=False) as data:
             if not hasattr(data, "files"):
@@ -505,15 +476,18 @@ def _restore(model, header, arrays, where):
         raise FastnnFormatError(f"{where}: the parameters contain NaN or inf")
     extras = []
     for i, (layer, spec) in enumerate(zip(model.layers, header["layers"])):
-        expected = {k: np.shape(v) for k, v in layer.extra_state().items()}
+        expected = layer.extra_state()
         if sorted(spec.get("extra_state", [])) != sorted(expected):
             raise FastnnFormatError(f"{where}: layers[{i}] saved state "
                                     f"{sorted(spec.get('extra_state', []))} but "
                                     f"{type(layer).__name__} has {sorted(expected)}")
         values = {}
-        for k, shape in expected.items():
+        for k, live in expected.items():
             name = f"layers.{i}.{k}"
-            _check_array(arrays.get(name), shape, name, where)
+            _check_array(arrays.get(name), np.shape(live), name, where)
+            if arrays[name].dtype != np.asarray(live).dtype:
+                raise FastnnFormatError(f"{where}: array {name!r} is {arrays[name].dtype}; "
+                                        f"the layer keeps {np.asarray(live).dtype}")
             values[k] = arrays[name]
             used.add(name)
         extras.append(values)
@@ -549,11 +523,22 @@ def _restore(model, header, arrays, where):
         if values:
             _set_extra_state(layer, values)
     model._shuffle_rng.bit_generator.state = rng_state
-    if hasattr(model, "_step") or step:
-        model._step = step
+    model.step = step
     model.optimizer = opt
     model.metadata = meta
     return model
+
+
+def _load_new(path):
+    """A new model from ``path``, every error a FastnnFormatError naming the file."""
+    where = os.fspath(path)
+    header, arrays = _read(path)
+    try:
+        return _restore(_build(header, where), header, arrays, where)
+    except FastnnFormatError as exc:
+        if str(exc).startswith(where):
+            raise
+        raise FastnnFormatError(f"{where}: {exc}") from None
 
 
 def load(path):
@@ -571,22 +556,19 @@ def load(path):
     OSError
         The file cannot be opened.
     """
-    where = os.fspath(path)
-    header, arrays = _read(path)
-    model = _build(header, where)
-    return _restore(model, header, arrays, where)
+    return _load_new(path)
 
 
 def load_weights(model, path):
     """Load the parameters and running statistics saved at ``path`` into ``model``.
 
-    The file's layers must have the same classes and parameter shapes as ``model``'s.
-    Everything is checked first: when the file is unreadable or does not fit, the
-    error is raised and ``model`` is unchanged. Returns ``model``.
+    The file's layers must have the same classes and parameter shapes as ``model``'s;
+    the parameters are cast to ``model``'s dtype. Everything is checked first: when
+    the file is unreadable or does not fit, the error is raised and ``model`` is
+    unchanged. Returns ``model``.
     """
     where = os.fspath(path)
-    header, arrays = _read(path)
-    saved = _restore(_build(header, where), header, arrays, where)
+    saved = _load_new(path)
     mine = [type(layer).__name__ for layer in model.layers]
     theirs = [type(layer).__name__ for layer in saved.layers]
     if mine != theirs:
