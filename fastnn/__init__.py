@@ -6,13 +6,16 @@ public API built over them.
 """
 
 from . import datasets, io, optim
-from .callbacks import Callback, History, ModelCheckpoint
+from .callbacks import Callback, EarlyStopping, History, ModelCheckpoint
 from .gradcheck import GradcheckResult, gradcheck, numerical_gradient
 from .layers import (
     Activation,
+    BatchNorm,
     Dense,
+    Dropout,
     Identity,
     Layer,
+    LayerNorm,
     LeakyReLU,
     ReLU,
     Sigmoid,
@@ -27,13 +30,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Activation",
+    "BatchNorm",
     "Callback",
     "Dense",
+    "Dropout",
+    "EarlyStopping",
     "FastnnFormatError",
     "GradcheckResult",
     "History",
     "Identity",
     "Layer",
+    "LayerNorm",
     "LeakyReLU",
     "ModelCheckpoint",
     "ReLU",

@@ -132,3 +132,133 @@ class ModelCheckpoint(Callback):
         if self.verbose:
             where = f"{self.monitor}={self.best:.4f}, " if self.save_best_only else ""
             print(f"epoch {epoch + 1}: {where}saved {path}", file=sys.stderr)
+
+
+class EarlyStopping(Callback):
+    """Stop ``fit`` when a monitored quantity has stopped improving (Keras's semantics).
+
+    At the end of each epoch from ``start_from_epoch`` on, the value of ``monitor`` is
+    an improvement when it beats the best so far by more than ``min_delta``
+    (``current - min_delta < best`` in min mode, ``current + min_delta > best`` in max
+    mode). ``wait`` counts the epochs since the last improvement; training stops at the
+    end of an epoch (never the first) when ``wait >= patience``: ``patience=0`` stops at
+    the first epoch that does not improve. With a ``baseline``, an improvement resets
+    ``wait`` only if it also beats the baseline, so a model that never beats it stops
+    after ``patience`` epochs. The lecture's rule: stop where the validation curve
+    stops improving, though the training curve still does.
+
+    Parameters
+    ----------
+    monitor : str
+        A key of the epoch's logs: ``'val_loss'``, ``'loss'``, ``'val_accuracy'``...
+        A missing key warns and the epoch is not counted.
+    min_delta : float
+        The smallest change that counts as an improvement (its sign is ignored).
+    patience : int
+        Epochs without improvement to wait before stopping.
+    mode : {'auto', 'min', 'max'}
+        ``'auto'``: lower is better for losses, higher for accuracies; other names
+        need an explicit mode.
+    baseline : float, optional
+        A value the monitored quantity must beat.
+    restore_best_weights : bool
+        At the end of training, set the weights and running statistics back to those
+        of the best epoch (copies taken at each improvement). As in Keras 3, this
+        happens whenever training ends, whether or not patience ran out, and even if
+        no epoch beat the baseline (then the best epoch seen is restored).
+    start_from_epoch : int
+        Epochs of warm-up before monitoring starts.
+    verbose : int
+        1: a line on stderr when stopping and when restoring.
+
+    Attributes
+    ----------
+    best : float
+        The best monitored value seen.
+    best_epoch : int
+        Its epoch (from 0).
+    stopped_epoch : int
+        The epoch at which this callback stopped training, 0 if it did not.
+    wait : int
+    best_weights : list of ndarray or None
+        ``model.get_weights()`` at the best epoch (kept with ``restore_best_weights``).
+    """
+
+    def __init__(self, monitor="val_loss", min_delta=0, patience=0, mode="auto",
+                 restore_best_weights=False, start_from_epoch=0, baseline=None, verbose=0):
+        super().__init__()
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode={mode!r}: expected 'auto', 'min' or 'max'")
+        for name, value in (("patience", patience), ("start_from_epoch", start_from_epoch)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}={value!r}: expected an integer >= 0")
+        if not (isinstance(min_delta, (int, float)) and math.isfinite(min_delta)):
+            raise ValueError(f"min_delta={min_delta!r}: expected a finite number")
+        if mode == "auto":
+            name = monitor[4:] if monitor.startswith("val_") else monitor
+            if name == "loss":
+                mode = "min"
+            elif name in ("accuracy", "acc"):
+                mode = "max"
+            else:
+                raise ValueError(f"EarlyStopping cannot tell whether {monitor!r} should go "
+                                 "down or up: pass mode='min' or mode='max'")
+        self.monitor = monitor
+        self.min_delta = abs(float(min_delta))
+        self.patience = patience
+        self.mode = mode
+        self.baseline = baseline
+        self.restore_best_weights = restore_best_weights
+        self.start_from_epoch = start_from_epoch
+        self.verbose = verbose
+        self._reset()
+
+    def _reset(self):
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch = 0
+        self.best_weights = None
+
+    def _is_improvement(self, value, reference):
+        if self.mode == "min":
+            return value - self.min_delta < reference
+        return value + self.min_delta > reference
+
+    def on_train_begin(self, logs=None):
+        self._reset()  # an instance can be reused across fits
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(f"EarlyStopping: {self.monitor!r} is not among the logged values "
+                          f"{sorted(logs)}; give fit validation data or monitor another "
+                          "quantity", stacklevel=2)
+            return
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.get_weights()  # the first epoch is the best yet
+            self.best_epoch = epoch
+        self.wait += 1
+        if self._is_improvement(current, self.best):
+            self.best = float(current)
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._is_improvement(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose:
+            print(f"epoch {self.stopped_epoch + 1}: early stopping", file=sys.stderr)
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose:
+                print(f"restoring the weights of the best epoch, {self.best_epoch + 1}",
+                      file=sys.stderr)
+            self.model.set_weights(self.best_weights)

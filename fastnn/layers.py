@@ -1,4 +1,4 @@
-"""Layers: Dense and the activations as standalone layers.
+"""Layers: Dense, the activations as standalone layers, Dropout, BatchNorm, LayerNorm.
 
 A layer is built by :class:`fastnn.Sequential`, which calls, in order:
 
@@ -18,6 +18,15 @@ import numpy as np
 
 from .kernels.activations import ACTIVATIONS, CODES, DERIVATIVES
 from .kernels.dense import DENSE_BACKWARD, DENSE_FORWARD
+from .kernels.dropout import DROPOUT_BACKWARD, DROPOUT_FORWARD
+from .kernels.norm import (
+    BATCHNORM_BACKWARD,
+    BATCHNORM_FORWARD_EVAL,
+    BATCHNORM_FORWARD_TRAIN,
+    LAYERNORM_BACKWARD,
+    LAYERNORM_FORWARD,
+)
+from .kernels.random import keep_threshold
 
 _EMPTY = {np.dtype(np.float32): np.empty((0, 0), np.float32),
           np.dtype(np.float64): np.empty((0, 0), np.float64)}
@@ -68,9 +77,32 @@ class Layer:
     def init_params(self, rng):
         pass
 
+    def set_model(self, model, index):
+        """Called by :class:`fastnn.Sequential` once the model is built, with the layer's
+        position in it. Layers that draw random numbers (:class:`Dropout`) derive them
+        from ``model.seed``, ``index`` and ``model.step`` here and at each forward."""
+
     def extra_state(self):
-        """Non-trainable arrays to save with the model (e.g. running statistics)."""
+        """Non-trainable arrays to save with the model (e.g. running statistics).
+
+        Returns the live arrays, by name: writing into them in place (``[...] =``)
+        changes the layer, which is how :meth:`load_extra_state` restores them.
+        """
         return {}
+
+    def load_extra_state(self, values):
+        """Copy ``values`` (name -> array, as :meth:`extra_state` returns) into the live
+        arrays, in place; raises ``ValueError`` on a missing name or a wrong shape."""
+        live = self.extra_state()
+        if set(values) != set(live):
+            raise ValueError(f"{self!r}: extra state {sorted(values)} given; expected "
+                             f"{sorted(live)}")
+        for name, arr in live.items():
+            value = np.asarray(values[name])
+            if value.shape != arr.shape:
+                raise ValueError(f"{self!r}: extra state {name!r} has shape {value.shape}; "
+                                 f"expected {arr.shape}")
+            arr[...] = value
 
     def forward(self, x, training):
         raise NotImplementedError
@@ -270,3 +302,255 @@ class LeakyReLU(Activation):
 
     def config(self):
         return {"alpha": self.alpha}
+
+
+def _check_width(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}={value!r}: expected a positive integer")
+    return int(value)
+
+
+def _check_eps(eps):
+    if not (isinstance(eps, (int, float, np.floating)) and np.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps={eps!r}: expected a finite number > 0")
+    return float(eps)
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training ``A = D * Z / (1 - rate)``, identity in evaluation.
+
+    Each unit of each sample is kept (``D = 1``) with probability ``1 - rate`` and
+    dropped (``D = 0``) otherwise; the kept units are divided by ``1 - rate`` so that
+    the expected activation is the same as in evaluation, where nothing is dropped
+    or rescaled. The backward pass applies the same mask and scale.
+
+    Naming: ``rate`` is the probability of *dropping* a unit, as in Keras and PyTorch
+    (``nn.Dropout(p)``). The lecture's ``p`` is the probability of *keeping* one,
+    ``p = 1 - rate``: its "p = 0.8 for visible units, 0.5 for hidden ones" is
+    ``Dropout(0.2)`` and ``Dropout(0.5)``, and its "divide the activation by p" is the
+    division by ``1 - rate`` here.
+
+    The mask is a pure function of the model's seed, this layer's position, the
+    training step ``model.step`` and the element's index (a counter-based generator,
+    ``fastnn.kernels.random``): the same seed gives the same masks whatever the
+    backend and the number of threads. It changes once per training step, not per
+    forward call, so repeated forward passes within one step (finite differences) see
+    the same mask.
+
+    Parameters
+    ----------
+    rate : float in [0, 1)
+        Probability of dropping each unit.
+    n_in : int, optional
+        The width, needed only when the dropout is the first layer (dropout on the
+        inputs); otherwise it is taken from the layer before.
+    """
+
+    def __init__(self, rate, n_in=None):
+        super().__init__()
+        if (isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating))
+                or not 0.0 <= rate < 1.0):
+            raise ValueError(f"rate={rate!r}: expected the probability of dropping a unit, "
+                             "a number in [0, 1) (the lecture's keep probability p is 1 - rate)")
+        self.rate = float(rate)
+        self.in_features = None if n_in is None else _check_width(n_in, "n_in")
+        self._threshold = keep_threshold(self.rate)
+        self._scale = 1.0 / (1.0 - self.rate)
+        self._model = None
+        self.key = np.uint64(0)
+        self._active = False
+
+    def config(self):
+        cfg = {"rate": self.rate}
+        if self.in_features is not None:
+            cfg["n_in"] = self.in_features
+        return cfg
+
+    def build(self, n_in, dtype, backend):
+        if n_in is None:
+            if self.in_features is None:
+                raise ValueError(f"{self!r} is the first layer: give its width, "
+                                 "Dropout(rate, n_in=...)")
+            n_in = self.in_features
+        elif self.in_features is not None and n_in != self.in_features:
+            raise ValueError(f"{self!r} expects {self.in_features} inputs but the layer "
+                             f"before it gives {n_in}")
+        n = super().build(n_in, dtype, backend)
+        self._forward = DROPOUT_FORWARD[backend]
+        self._backward = DROPOUT_BACKWARD[backend]
+        return n
+
+    def set_model(self, model, index):
+        self._model = model
+        # Hash the model's seed and the layer's position into the generator's key, so
+        # two dropout layers of one model draw different masks.
+        ss = np.random.SeedSequence(model.seed, spawn_key=(0xD50, index))
+        self.key = ss.generate_state(1, np.uint64)[0]
+
+    def forward(self, x, training):
+        self._active = training and self.rate > 0.0
+        if not self._active:
+            return x
+        step = 0 if self._model is None else self._model.step
+        mask = self._ws.get("mask", x.shape, np.uint8)
+        out = self._ws.get("a", x.shape, self.dtype)
+        self._forward(x, self.key, step, self._threshold, self._scale, mask, out)
+        self._mask = mask
+        return out
+
+    def backward(self, dy):
+        if not self.need_input_grad:
+            return None
+        if not self._active:
+            return dy
+        dx = self._ws.get("dx", dy.shape, self.dtype)
+        self._backward(dy, self._mask, self._scale, dx)
+        return dx
+
+
+class _Norm(Layer):
+    """Shared parts of BatchNorm and LayerNorm: the width and the affine ``gamma, beta``."""
+
+    def __init__(self, n_features, eps):
+        super().__init__()
+        self.n_features = _check_width(n_features, "n_features")
+        self.eps = _check_eps(eps)
+        self.gamma = self.beta = self.dgamma = self.dbeta = None
+
+    def build(self, n_in, dtype, backend):
+        if n_in is not None and n_in != self.n_features:
+            raise ValueError(f"{self!r} normalizes {self.n_features} features but the layer "
+                             f"before it gives {n_in}")
+        return super().build(self.n_features, dtype, backend)
+
+    def param_specs(self):
+        return [("gamma", (self.n_features,), False), ("beta", (self.n_features,), False)]
+
+    def bind(self, params, grads):
+        self.gamma, self.beta = params
+        self.dgamma, self.dbeta = grads
+
+    def init_params(self, rng):
+        self.gamma[...] = 1
+        self.beta[...] = 0
+
+    def _input_grad(self, shape):
+        return self._ws.get("dx", shape, self.dtype) if self.need_input_grad else _EMPTY[self.dtype]
+
+
+class BatchNorm(_Norm):
+    """Batch normalization of each feature over the batch (PyTorch's ``BatchNorm1d``).
+
+    Training: ``Z_norm = (Z - mu) / sqrt(sigma^2 + eps)`` with the batch's mean and
+    biased variance per feature, then ``gamma * Z_norm + beta`` (``gamma``, ``beta``
+    trainable, in the model's flat buffer, not regularized). The running estimates
+    follow ``running = (1 - momentum) running + momentum batch``, with the unbiased
+    variance ``m/(m-1) sigma^2`` in ``running_var``, as PyTorch does. Evaluation uses
+    the running estimates (the lecture's population statistics ``mu_pop, sigma_pop``).
+    A training batch of one sample normalizes to ``beta`` and leaves the running
+    estimates unchanged (PyTorch refuses it; its variance is undefined).
+
+    Parameters
+    ----------
+    n_features : int
+    momentum : float in [0, 1]
+        Weight of the new batch in the running estimates (PyTorch's convention; Keras's
+        ``momentum`` is ``1 -`` this).
+    eps : float
+        Added to the variance under the square root.
+
+    Attributes
+    ----------
+    running_mean, running_var : ndarray (n_features,)
+        Non-trainable; :meth:`extra_state` returns these live arrays.
+    """
+
+    def __init__(self, n_features, momentum=0.1, eps=1e-5):
+        super().__init__(n_features, eps)
+        if (isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.floating))
+                or not 0.0 <= momentum <= 1.0):
+            raise ValueError(f"momentum={momentum!r}: expected a number in [0, 1]")
+        self.momentum = float(momentum)
+        self.running_mean = self.running_var = None
+        self._batch_stats = False
+
+    def config(self):
+        return {"n_features": self.n_features, "momentum": self.momentum, "eps": self.eps}
+
+    def build(self, n_in, dtype, backend):
+        n = super().build(n_in, dtype, backend)
+        self.running_mean = np.zeros(n, dtype=self.dtype)
+        self.running_var = np.ones(n, dtype=self.dtype)
+        self._forward_train = BATCHNORM_FORWARD_TRAIN[backend]
+        self._forward_eval = BATCHNORM_FORWARD_EVAL[backend]
+        self._backward = BATCHNORM_BACKWARD[backend]
+        return n
+
+    def extra_state(self):
+        return {"running_mean": self.running_mean, "running_var": self.running_var}
+
+    def forward(self, x, training):
+        n = self.n_features
+        mean = self._ws.get("mean", (n,), np.float64)
+        invstd = self._ws.get("invstd", (n,), np.float64)
+        out = self._ws.get("a", x.shape, self.dtype)
+        if training:
+            self._forward_train(x, self.gamma, self.beta, self.momentum, self.eps,
+                                self.running_mean, self.running_var, mean, invstd, out)
+        else:
+            self._forward_eval(x, self.gamma, self.beta, self.eps, self.running_mean,
+                               self.running_var, mean, invstd, out)
+        self._x = x
+        self._batch_stats = bool(training)
+        return out
+
+    def backward(self, dy):
+        n = self.n_features
+        dx = self._input_grad(dy.shape)
+        self._backward(self._x, dy, self.gamma, self._ws.get("mean", (n,), np.float64),
+                       self._ws.get("invstd", (n,), np.float64), self._batch_stats,
+                       self._ws.get("acc_dy", (n,), np.float64),
+                       self._ws.get("acc_dyx", (n,), np.float64), self.dgamma, self.dbeta, dx)
+        return dx if self.need_input_grad else None
+
+
+class LayerNorm(_Norm):
+    """Layer normalization: each sample normalized over its own features (PyTorch's
+    ``LayerNorm(n_features)``), then ``gamma * Z_norm + beta``; the same in training and
+    evaluation, so it needs no running statistics and works on a batch of one.
+
+    Parameters
+    ----------
+    n_features : int
+    eps : float
+        Added to the variance under the square root.
+    """
+
+    def __init__(self, n_features, eps=1e-5):
+        super().__init__(n_features, eps)
+
+    def config(self):
+        return {"n_features": self.n_features, "eps": self.eps}
+
+    def build(self, n_in, dtype, backend):
+        n = super().build(n_in, dtype, backend)
+        self._forward = LAYERNORM_FORWARD[backend]
+        self._backward = LAYERNORM_BACKWARD[backend]
+        return n
+
+    def forward(self, x, training):
+        m = x.shape[0]
+        mean = self._ws.get("mean", (m,), np.float64)
+        invstd = self._ws.get("invstd", (m,), np.float64)
+        out = self._ws.get("a", x.shape, self.dtype)
+        self._forward(x, self.gamma, self.beta, self.eps, mean, invstd, out)
+        self._x, self._mean, self._invstd = x, mean, invstd
+        return out
+
+    def backward(self, dy):
+        n = self.n_features
+        dx = self._input_grad(dy.shape)
+        self._backward(self._x, dy, self.gamma, self._mean, self._invstd,
+                       self._ws.get("acc_dy", (n,), np.float64),
+                       self._ws.get("acc_dyx", (n,), np.float64), self.dgamma, self.dbeta, dx)
+        return dx if self.need_input_grad else None

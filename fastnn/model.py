@@ -14,6 +14,9 @@ descent, anything between is mini-batch gradient descent.
 
 import sys
 
+import math
+import warnings
+
 import numpy as np
 
 from ._checks import check_positive_int, check_X, check_y_length
@@ -33,8 +36,8 @@ class Sequential:
     layers : list of Layer
         Applied in order; each layer's input width must match the previous output.
     seed : int or None
-        Seeds the weight initialization and the shuffling of ``fit``; the same seed
-        gives the same weights, bit for bit.
+        Seeds the weight initialization, the shuffling of ``fit`` and the dropout
+        masks; the same seed gives the same weights, bit for bit.
     dtype : {'float32', 'float64'}
         Of parameters, activations and gradients, end to end. Default float32
         (``FASTNN_DTYPE`` overrides).
@@ -51,6 +54,10 @@ class Sequential:
     loss : Loss or None
         The loss last given to ``fit``, ``loss_and_grad`` or ``evaluate``, used by
         ``predict``.
+    step : int
+        Training steps taken (``fit`` batches and ``loss_and_grad`` calls). Dropout
+        masks are drawn from ``(seed, step)``, so restoring ``step`` with the weights
+        resumes training bit for bit.
     """
 
     def __init__(self, layers, seed=0, dtype=None, backend="jit"):
@@ -72,6 +79,8 @@ class Sequential:
         #: model loaded with its optimizer state resumes where it stopped.
         self.optimizer = None
         self._ws = Workspace()
+        self.step = 0
+        self._last_good = None
 
         width = None
         specs = []
@@ -98,6 +107,8 @@ class Sequential:
         self._shuffle_rng = np.random.default_rng(seeds[1])
         for layer in layers:
             layer.init_params(init_rng)
+        for i, layer in enumerate(layers):
+            layer.set_model(self, i)
 
     # ------------------------------------------------------------ parameters
     def parameters(self):
@@ -121,6 +132,29 @@ class Sequential:
     @property
     def n_parameters(self):
         return self._buffer.size
+
+    def _state_arrays(self):
+        """The live arrays of the model's state: the flat parameters, then each layer's
+        ``extra_state()`` (running statistics), in layer order."""
+        arrays = [self._buffer.data]
+        for layer in self.layers:
+            arrays.extend(layer.extra_state().values())
+        return arrays
+
+    def get_weights(self):
+        """Copies of the parameters and the non-trainable state, as Keras's ``get_weights``:
+        ``[flat_parameters, *running statistics]``; :meth:`set_weights` takes them back."""
+        return [a.copy() for a in self._state_arrays()]
+
+    def set_weights(self, weights):
+        """Copy arrays from :meth:`get_weights` back into the model, in place."""
+        live = self._state_arrays()
+        if len(weights) != len(live) or any(np.shape(w) != a.shape
+                                            for w, a in zip(weights, live)):
+            raise ValueError("set_weights: expected the list get_weights returns, shapes "
+                             f"{[a.shape for a in live]}")
+        for a, w in zip(live, weights):
+            a[...] = w
 
     # ----------------------------------------------------------------- modes
     def train(self):
@@ -190,6 +224,7 @@ class Sequential:
         loss = self._set_loss(loss)
         X, target = self._prepare(X, y, loss)
         value, _ = self._loss_and_grad(X, target, loss)
+        self.step += 1
         return float(value)
 
     # ------------------------------------------------------------- training
@@ -263,6 +298,7 @@ class Sequential:
                 raise ValueError(f"callbacks: {cb!r} is not a fastnn Callback")
             cb.set_model(self)
         self.history = history
+        self._last_good = _Snapshot(self._state_arrays(), self.step)
         was_training = self.training
         self.training = True
         self.stop_training = False
@@ -273,6 +309,9 @@ class Sequential:
                 for cb in callbacks:
                     cb.on_epoch_begin(epoch, {})
                 logs = self._fit_epoch(X, target, loss, optimizer, bs, shuffle)
+                if logs is None:  # diverged: the weights are back at the last good step
+                    self._stop_diverged(epoch, history)
+                    break
                 if val is not None:
                     logs.update({f"val_{k}": v for k, v in
                                  self._evaluate(val[0], val[1], loss).items()})
@@ -289,6 +328,17 @@ class Sequential:
         finally:
             self.training = was_training
         return history
+
+    def _stop_diverged(self, epoch, history):
+        what, batch = self._divergence
+        self.step = self._last_good.restore()
+        msg = (f"training diverged at epoch {epoch + 1}, batch {batch + 1}: {what}. The "
+               "learning rate is probably too high (each update overshoots and the next "
+               "gradient is larger). fit stopped; the model keeps the weights of the last "
+               "step with a finite loss.")
+        history.stopped_reason = msg
+        self.stop_training = True
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
     def _check_optimizer(self, optimizer):
         if optimizer is None:
@@ -329,10 +379,19 @@ class Sequential:
                 np.take(X, idx, axis=0, out=xb, mode="clip")
                 np.take(target, idx, axis=0, out=tb, mode="clip")
             value, z = self._loss_and_grad(xb, tb, loss)
+            if not math.isfinite(value):
+                self._divergence = (f"the loss became {value}", start // bs)
+                return None
+            # Keep the last state with a finite loss; a copy costs ~1% of a step.
+            self._last_good.save(self.step)
             optimizer.step(grads)
+            self.step += 1
             total += value * (stop - start)
             if loss.is_classifier:
                 correct += loss.accuracy(z, tb) * (stop - start)
+        if not np.isfinite(self._buffer.data).all():  # the last update overflowed
+            self._divergence = ("the weights became inf or NaN", (n - 1) // bs)
+            return None
         logs = {"loss": total / n}
         if loss.is_classifier:
             logs["accuracy"] = correct / n
@@ -399,3 +458,24 @@ class Sequential:
     def __repr__(self):
         inner = ", ".join(repr(layer) for layer in self.layers)
         return f"Sequential([{inner}], dtype={self.dtype.name!r}, backend={self.backend!r})"
+
+
+class _Snapshot:
+    """Preallocated copies of some arrays and a step count: ``save(step)`` copies into
+    them, ``restore()`` copies back and returns the step. No allocation after
+    construction."""
+
+    def __init__(self, arrays, step=0):
+        self.live = arrays
+        self.saved = [a.copy() for a in arrays]
+        self.step = step
+
+    def save(self, step):
+        for dst, src in zip(self.saved, self.live):
+            np.copyto(dst, src)
+        self.step = step
+
+    def restore(self):
+        for dst, src in zip(self.live, self.saved):
+            np.copyto(dst, src)
+        return self.step
