@@ -121,3 +121,101 @@ def quadratic(z, y):
 
 # ======================================================== dropout and norms
 # (naive twins of fastnn/kernels/dropout.py and fastnn/kernels/norm.py go here)
+def philox4x32_10(counter, key):
+    """Random123's Philox4x32-10 on Python integers: four 32-bit counter words and two
+    key words in, four 32-bit words out."""
+    c = list(counter)
+    k0, k1 = key
+    for _ in range(10):
+        prod0 = 0xD2511F53 * c[0]
+        prod1 = 0xCD9E8D57 * c[2]
+        c = [(prod1 >> 32) ^ c[1] ^ k0, prod1 & 0xFFFFFFFF,
+             (prod0 >> 32) ^ c[3] ^ k1, prod0 & 0xFFFFFFFF]
+        k0 = (k0 + 0x9E3779B9) & 0xFFFFFFFF
+        k1 = (k1 + 0xBB67AE85) & 0xFFFFFFFF
+    return c
+
+
+def dropout_keep(key, step, shape, rate):
+    """The 0/1 keep mask: element e (row-major) is kept when the (e % 4)-th word of the
+    Philox block counted (e // 4, step), keyed by ``key``, is below (1 - rate) 2^32."""
+    key, step = int(key), int(step)
+    size = int(np.prod(shape))
+    keep = np.zeros(size)
+    for e in range(size):
+        b = e // 4
+        words = philox4x32_10([b & 0xFFFFFFFF, b >> 32, step & 0xFFFFFFFF, step >> 32],
+                              [key & 0xFFFFFFFF, key >> 32])
+        keep[e] = 1.0 if words[e % 4] / 2.0 ** 32 < 1.0 - rate else 0.0
+    return keep.reshape(shape)
+
+
+def _normalize(v, eps):
+    """(v - mean) / sqrt(population variance + eps) of a 1-D list, with exact-rational
+    statistics (the statistics module), immune to cancellation."""
+    import statistics
+
+    v = [float(a) for a in v]
+    mu = statistics.fmean(v)
+    var = statistics.pvariance(v, mu)
+    return [(a - mu) / math.sqrt(var + eps) for a in v], mu, var
+
+
+def batchnorm_forward(x, gamma, beta, eps=1e-5):
+    """Each column normalized with its batch mean and biased variance; gamma * . + beta.
+    Also returns the batch means and the unbiased variances (for the running estimates)."""
+    x = np.asarray(x, dtype=np.float64)
+    m, n = x.shape
+    out = np.zeros((m, n))
+    means, unbiased = np.zeros(n), np.zeros(n)
+    for j in range(n):
+        xn, mu, var = _normalize(x[:, j], eps)
+        for i in range(m):
+            out[i, j] = float(gamma[j]) * xn[i] + float(beta[j])
+        means[j] = mu
+        unbiased[j] = var * m / (m - 1) if m > 1 else np.nan
+    return out, means, unbiased
+
+
+def batchnorm_backward(x, dy, gamma, eps=1e-5):
+    """Through the full Jacobian of each column: d xn_i / d x_k =
+    (delta_ik - 1/m - xn_i xn_k / m) / sigma. Returns dx, dgamma, dbeta."""
+    x = np.asarray(x, dtype=np.float64)
+    dy = np.asarray(dy, dtype=np.float64)
+    m, n = x.shape
+    dx = np.zeros((m, n))
+    dgamma, dbeta = np.zeros(n), np.zeros(n)
+    for j in range(n):
+        xn, _, var = _normalize(x[:, j], eps)
+        sigma = math.sqrt(var + eps)
+        for k in range(m):
+            dx[k, j] = sum(dy[i, j] * float(gamma[j])
+                           * ((1.0 if i == k else 0.0) - 1.0 / m - xn[i] * xn[k] / m) / sigma
+                           for i in range(m))
+        dgamma[j] = sum(dy[i, j] * xn[i] for i in range(m))
+        dbeta[j] = sum(dy[i, j] for i in range(m))
+    return dx, dgamma, dbeta
+
+
+def layernorm_forward(x, gamma, beta, eps=1e-5):
+    """Each row normalized over its features; gamma * . + beta."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.array([[float(g) * a + float(b) for a, g, b in
+                      zip(_normalize(row, eps)[0], gamma, beta)] for row in x])
+
+
+def layernorm_backward(x, dy, gamma, eps=1e-5):
+    """Batch norm's Jacobian applied along each row. Returns dx, dgamma, dbeta."""
+    x = np.asarray(x, dtype=np.float64)
+    dy = np.asarray(dy, dtype=np.float64)
+    m, n = x.shape
+    dx = np.zeros((m, n))
+    for i in range(m):
+        xn, _, var = _normalize(x[i], eps)
+        sigma = math.sqrt(var + eps)
+        for k in range(n):
+            dx[i, k] = sum(dy[i, j] * float(gamma[j])
+                           * ((1.0 if j == k else 0.0) - 1.0 / n - xn[j] * xn[k] / n) / sigma
+                           for j in range(n))
+    xn_all = np.array([_normalize(row, eps)[0] for row in x])
+    return dx, (dy * xn_all).sum(axis=0), dy.sum(axis=0)
