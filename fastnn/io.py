@@ -117,8 +117,11 @@ def _atomic_write(path, arrays):
     """``np.savez`` into a temporary file next to ``path``, fsync, then rename over it."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
+                                   suffix=".tmp")
+    except OSError as exc:  # name the target, not the temporary file
+        raise OSError(exc.errno, f"cannot save to {path}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
