@@ -5,8 +5,8 @@ loop, vectorized NumPy, and the loop compiled by numba); this package re-exports
 public API built over them.
 """
 
-from . import datasets, io, optim
-from .callbacks import Callback, EarlyStopping, History, ModelCheckpoint
+from . import datasets, io, model_selection, optim, schedules
+from .callbacks import Callback, EarlyStopping, History, ModelCheckpoint, ReduceLROnPlateau
 from .gradcheck import GradcheckResult, gradcheck, numerical_gradient
 from .layers import (
     Activation,
@@ -25,6 +25,19 @@ from .layers import (
 from .io import FastnnFormatError, load
 from .losses import get_loss
 from .model import Sequential
+from .model_selection import (
+    KFold,
+    StratifiedKFold,
+    cross_validate,
+    diagnose,
+    diagnose_model,
+    epoch_curve,
+    grid_search,
+    learning_curve,
+    train_test_split,
+    train_val_test_split,
+    validation_curve,
+)
 
 __version__ = "0.1.0"
 
@@ -39,20 +52,34 @@ __all__ = [
     "GradcheckResult",
     "History",
     "Identity",
+    "KFold",
     "Layer",
     "LayerNorm",
     "LeakyReLU",
     "ModelCheckpoint",
     "ReLU",
+    "ReduceLROnPlateau",
     "Sequential",
     "Sigmoid",
     "Softmax",
+    "StratifiedKFold",
     "Tanh",
+    "cross_validate",
     "datasets",
+    "diagnose",
+    "diagnose_model",
+    "epoch_curve",
     "get_loss",
     "gradcheck",
+    "grid_search",
     "io",
     "load",
+    "learning_curve",
+    "model_selection",
     "numerical_gradient",
     "optim",
+    "schedules",
+    "train_test_split",
+    "train_val_test_split",
+    "validation_curve",
 ]

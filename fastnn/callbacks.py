@@ -139,8 +139,8 @@ class EarlyStopping(Callback):
 
     At the end of each epoch from ``start_from_epoch`` on, the value of ``monitor`` is
     an improvement when it beats the best so far by more than ``min_delta``
-    (``current - min_delta < best`` in min mode, ``current + min_delta > best`` in max
-    mode). ``wait`` counts the epochs since the last improvement; training stops at the
+    (``current + min_delta < best`` in min mode, ``current - min_delta > best`` in max
+    mode; NaN never improves). ``wait`` counts the epochs since the last improvement; training stops at the
     end of an epoch (never the first) when ``wait >= patience``: ``patience=0`` stops at
     the first epoch that does not improve. With a ``baseline``, an improvement resets
     ``wait`` only if it also beats the baseline, so a model that never beats it stops
@@ -222,8 +222,8 @@ class EarlyStopping(Callback):
 
     def _is_improvement(self, value, reference):
         if self.mode == "min":
-            return value - self.min_delta < reference
-        return value + self.min_delta > reference
+            return value + self.min_delta < reference
+        return value - self.min_delta > reference
 
     def on_train_begin(self, logs=None):
         self._reset()  # an instance can be reused across fits
@@ -262,3 +262,109 @@ class EarlyStopping(Callback):
                 print(f"restoring the weights of the best epoch, {self.best_epoch + 1}",
                       file=sys.stderr)
             self.model.set_weights(self.best_weights)
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the optimizer's learning rate by ``factor`` when ``monitor`` has not
+    improved for ``patience`` epochs (Keras's ``ReduceLROnPlateau``).
+
+    Acts on the float ``lr`` of the optimizer ``fit`` trains with; a schedule already
+    decides the learning rate, so combining one with this callback raises ValueError.
+
+    Parameters
+    ----------
+    monitor : str
+        The logged value to watch, ``'val_loss'`` by default (give ``fit`` validation
+        data); a missing value warns and changes nothing.
+    factor : float in (0, 1)
+        ``new_lr = max(lr * factor, min_lr)``.
+    patience : int
+        Epochs without improvement before reducing.
+    verbose : int
+        1: one line on stderr per reduction.
+    mode : {'auto', 'min', 'max'}
+        Whether lower or higher is better; ``'auto'`` takes higher for accuracies.
+    min_delta : float
+        An improvement must beat the best value by more than this.
+    cooldown : int
+        Epochs to wait after a reduction before counting again.
+    min_lr : float
+        Lower bound on the learning rate.
+
+    Attributes
+    ----------
+    best : float
+    wait : int
+        Epochs since the last improvement.
+    reductions : list of (epoch, new_lr)
+    """
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
+                 min_delta=1e-4, cooldown=0, min_lr=0.0):
+        super().__init__()
+        if not (isinstance(factor, (int, float)) and 0.0 < factor < 1.0):
+            raise ValueError(f"factor={factor!r}: expected a number in (0, 1)")
+        for name, value in (("patience", patience), ("cooldown", cooldown)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}={value!r}: expected an integer >= 0")
+        for name, value in (("min_delta", min_delta), ("min_lr", min_lr)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name}={value!r}: expected a finite number >= 0")
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode={mode!r}: expected 'auto', 'min' or 'max'")
+        self.monitor = monitor
+        self.factor = float(factor)
+        self.patience = patience
+        self.verbose = verbose
+        self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
+        self.min_delta = float(min_delta)
+        self.cooldown = cooldown
+        self.min_lr = float(min_lr)
+        self._reset()
+        self._warned = False
+
+    def _reset(self):
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.wait = 0
+        self.cooldown_counter = 0
+        self.reductions = []
+
+    def _improved(self, value):
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_train_begin(self, logs=None):
+        opt = getattr(self.model, "optimizer", None)
+        if opt is None or callable(opt.lr):
+            raise ValueError(f"ReduceLROnPlateau needs an optimizer with a float lr; got "
+                             f"{getattr(opt, 'lr', None)!r} (a schedule already sets the lr)")
+        self._reset()
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            if not self._warned:
+                warnings.warn(f"ReduceLROnPlateau: {self.monitor!r} is not among the logged "
+                              f"values {sorted(logs or {})}; the lr is left alone (give fit "
+                              "validation data, or monitor='loss')", stacklevel=2)
+                self._warned = True
+            return
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._improved(value):
+            self.best = float(value)
+            self.wait = 0
+        elif self.cooldown_counter == 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                opt = self.model.optimizer
+                if opt.lr > self.min_lr:
+                    opt.lr = max(opt.lr * self.factor, self.min_lr)
+                    self.reductions.append((epoch, opt.lr))
+                    if self.verbose:
+                        print(f"epoch {epoch + 1}: ReduceLROnPlateau reduced the learning "
+                              f"rate to {opt.lr:.3g}", file=sys.stderr)
+                    self.cooldown_counter = self.cooldown
+                    self.wait = 0

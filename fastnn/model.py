@@ -12,8 +12,6 @@ The lecture's training loop, one method each::
 descent, anything between is mini-batch gradient descent.
 """
 
-import sys
-
 import math
 import warnings
 
@@ -21,10 +19,11 @@ import numpy as np
 
 from ._checks import check_positive_int, check_X, check_y_length
 from ._config import resolve_backend, resolve_dtype
+from ._progress import EpochProgress
 from .callbacks import Callback, History
 from .layers import Layer, Workspace
 from .losses import get_loss
-from .optim import Optimizer, get_optimizer
+from .optim import Optimizer, WeightPenalty, get_optimizer
 from .params import ParamBuffer
 
 
@@ -212,25 +211,33 @@ class Sequential:
         y = check_y_length(y, X.shape[0])
         return X, loss.prepare(y, self.n_outputs, self.dtype)
 
-    def _loss_and_grad(self, X, target, loss, training=True):
+    def _loss_and_grad(self, X, target, loss, training=True, penalty=None):
         z = self._forward(X, training)
         grad = self._ws.get("dz", z.shape, self.dtype)
         value = loss(z, target, grad, self.backend)
         self._backward(grad)
+        if penalty:
+            value += penalty(self._buffer.data, self._buffer.grad, X.shape[0])
         return value, z
 
-    def loss_and_grad(self, X, y, loss=None):
-        """The mean loss J on ``(X, y)`` in training mode; fills ``gradients()``."""
+    def _penalty(self, l1, l2):
+        """The L1/L2 term over the weights (``regularized``), or None when both are 0."""
+        penalty = WeightPenalty(l1, l2, self._buffer.offsets, self.regularized, self.backend)
+        return penalty if penalty else None
+
+    def loss_and_grad(self, X, y, loss=None, l1=0.0, l2=0.0):
+        """The mean loss J on ``(X, y)`` in training mode, plus the L1/L2 penalty on the
+        weights when ``l1``/``l2`` are given (see ``fit``); fills ``gradients()``."""
         loss = self._set_loss(loss)
         X, target = self._prepare(X, y, loss)
-        value, _ = self._loss_and_grad(X, target, loss)
+        value, _ = self._loss_and_grad(X, target, loss, penalty=self._penalty(l1, l2))
         self.step += 1
         return float(value)
 
     # ------------------------------------------------------------- training
     def fit(self, X, y, loss=None, optimizer=None, epochs=1, batch_size=32,
             validation_data=None, validation_split=0.0, shuffle=True, callbacks=None,
-            verbose=0):
+            verbose=0, l1=0.0, l2=0.0):
         """Train by gradient descent.
 
         Parameters
@@ -255,7 +262,14 @@ class Sequential:
             Reshuffle the samples every epoch (seeded by the model's seed).
         callbacks : list of Callback
         verbose : int
-            0 silent, 1 one line per epoch.
+            0 silent; 1 a progress bar over the epochs with the latest loss and
+            metrics (tqdm when installed, else a plain text bar); 2 one line per epoch.
+        l1, l2 : float >= 0
+            The lecture's regularization of the weights (not the biases), lambda1 and
+            lambda2: ``J += lambda2/(2m) sum W^2 + lambda1/m sum |W|`` and
+            ``dW += lambda2/m W + lambda1/m sign(W)``, m the batch size (scikit-learn's
+            MLP convention). Included in the training ``loss``, not in ``val_loss``.
+            For decoupled weight decay use ``optim.AdamW``.
 
         Returns
         -------
@@ -269,6 +283,7 @@ class Sequential:
         epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
         optimizer = self.optimizer = self._check_optimizer(optimizer)
+        penalty = self._penalty(l1, l2)
         if not (0.0 <= validation_split < 1.0):
             raise ValueError(f"validation_split={validation_split!r}: expected a fraction "
                              "in [0, 1)")
@@ -302,13 +317,14 @@ class Sequential:
         was_training = self.training
         self.training = True
         self.stop_training = False
+        progress = EpochProgress(epochs, verbose)
         try:
             for cb in callbacks:
                 cb.on_train_begin({})
             for epoch in range(epochs):
                 for cb in callbacks:
                     cb.on_epoch_begin(epoch, {})
-                logs = self._fit_epoch(X, target, loss, optimizer, bs, shuffle)
+                logs = self._fit_epoch(X, target, loss, optimizer, bs, shuffle, penalty)
                 if logs is None:  # diverged: the weights are back at the last good step
                     self._stop_diverged(epoch, history)
                     break
@@ -316,9 +332,7 @@ class Sequential:
                     logs.update({f"val_{k}": v for k, v in
                                  self._evaluate(val[0], val[1], loss).items()})
                     self.training = True
-                if verbose:
-                    line = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-                    print(f"epoch {epoch + 1}/{epochs} - {line}", file=sys.stderr)
+                progress.update(epoch, logs)
                 for cb in callbacks:
                     cb.on_epoch_end(epoch, logs)
                 if self.stop_training:
@@ -327,6 +341,7 @@ class Sequential:
                 cb.on_train_end({})
         finally:
             self.training = was_training
+            progress.close()
         return history
 
     def _stop_diverged(self, epoch, history):
@@ -357,11 +372,11 @@ class Sequential:
                              "with optimizer(model.parameters(), ...)")
         return optimizer
 
-    def _fit_epoch(self, X, target, loss, optimizer, bs, shuffle):
+    def _fit_epoch(self, X, target, loss, optimizer, bs, shuffle, penalty=None):
         n = X.shape[0]
         grads = self._buffer.grads
         total = 0.0
-        correct = 0.0
+        correct = scored = 0
         if bs == n:
             order = None  # batch GD: the order of samples does not change the gradient
         elif shuffle:
@@ -378,7 +393,7 @@ class Sequential:
                 tb = self._ws.get("tb", (stop - start,) + target.shape[1:], target.dtype)
                 np.take(X, idx, axis=0, out=xb, mode="clip")
                 np.take(target, idx, axis=0, out=tb, mode="clip")
-            value, z = self._loss_and_grad(xb, tb, loss)
+            value, z = self._loss_and_grad(xb, tb, loss, penalty=penalty)
             if not math.isfinite(value):
                 self._divergence = (f"the loss became {value}", start // bs)
                 return None
@@ -388,13 +403,15 @@ class Sequential:
             self.step += 1
             total += value * (stop - start)
             if loss.is_classifier:
-                correct += loss.accuracy(z, tb) * (stop - start)
+                c, s = loss.correct(z, tb, self.backend)
+                correct += c
+                scored += s
         if not np.isfinite(self._buffer.data).all():  # the last update overflowed
             self._divergence = ("the weights became inf or NaN", (n - 1) // bs)
             return None
         logs = {"loss": total / n}
         if loss.is_classifier:
-            logs["accuracy"] = correct / n
+            logs["accuracy"] = correct / scored
         return logs
 
     # ---------------------------------------------------------- inference

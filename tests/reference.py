@@ -116,7 +116,197 @@ def quadratic(z, y):
 
 
 # ================================================================= optimizers
-# (naive twins of fastnn/kernels/optim.py go here)
+# Each twin runs a whole trajectory: ``grads`` is a sequence of gradient vectors,
+# the result the list of parameter vectors after each step. Textbook formulas, one
+# element at a time, in plain Python floats (not PyTorch's operation order).
+def ewa(values, beta, bias_correction=False):
+    """V_t = beta V_{t-1} + (1 - beta) s_t, V_0 = 0; optionally V_t / (1 - beta^t)."""
+    v, out = 0.0, []
+    for t, s in enumerate(values, start=1):
+        v = beta * v + (1 - beta) * s
+        out.append(v / (1 - beta**t) if bias_correction else v)
+    return out
+
+
+def _clip(g, clip_value=None, clip_norm=None):
+    g = [float(x) for x in g]
+    if clip_value is not None:
+        g = [min(max(x, -clip_value), clip_value) for x in g]
+    if clip_norm is not None:
+        norm = math.sqrt(sum(x * x for x in g))
+        g = [x * min(1.0, clip_norm / (norm + 1e-6)) for x in g]
+    return g
+
+
+def _run(p0, grads, update, maximize=False, clip_value=None, clip_norm=None):
+    p = [float(x) for x in p0]
+    out = []
+    for t, g in enumerate(grads, start=1):
+        g = _clip(g, clip_value, clip_norm)
+        if maximize:
+            g = [-x for x in g]
+        p = update(t, p, g)
+        out.append(np.array(p))
+    return out
+
+
+def sgd(p0, grads, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+        **kw):
+    buf = None
+
+    def update(t, p, g):
+        nonlocal buf
+        g = [gi + weight_decay * pi for gi, pi in zip(g, p)]
+        if momentum:
+            buf = list(g) if buf is None else [momentum * b + (1 - dampening) * gi
+                                               for b, gi in zip(buf, g)]
+            g = [gi + momentum * b for gi, b in zip(g, buf)] if nesterov else buf
+        return [pi - lr * gi for pi, gi in zip(p, g)]
+
+    return _run(p0, grads, update, **kw)
+
+
+def momentum(p0, grads, lr=0.01, beta=0.9, bias_correction=False, weight_decay=0.0, **kw):
+    """The lecture's momentum: W -= lr EWA(dW), optionally bias-corrected."""
+    v = [0.0] * len(p0)
+
+    def update(t, p, g):
+        nonlocal v
+        g = [gi + weight_decay * pi for gi, pi in zip(g, p)]
+        v = [beta * vi + (1 - beta) * gi for vi, gi in zip(v, g)]
+        c = 1 - beta**t if bias_correction else 1.0
+        return [pi - lr * vi / c for pi, vi in zip(p, v)]
+
+    return _run(p0, grads, update, **kw)
+
+
+def adagrad(p0, grads, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
+            eps=1e-10, **kw):
+    s = [initial_accumulator_value] * len(p0)
+
+    def update(t, p, g):
+        nonlocal s
+        g = [gi + weight_decay * pi for gi, pi in zip(g, p)]
+        s = [si + gi**2 for si, gi in zip(s, g)]
+        clr = lr / (1 + (t - 1) * lr_decay)
+        return [pi - clr * gi / (math.sqrt(si) + eps) for pi, gi, si in zip(p, g, s)]
+
+    return _run(p0, grads, update, **kw)
+
+
+def rmsprop(p0, grads, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+            centered=False, **kw):
+    n = len(p0)
+    s, m, b = [0.0] * n, [0.0] * n, [0.0] * n
+
+    def update(t, p, g):
+        nonlocal s, m, b
+        g = [gi + weight_decay * pi for gi, pi in zip(g, p)]
+        s = [alpha * si + (1 - alpha) * gi**2 for si, gi in zip(s, g)]
+        m = [alpha * mi + (1 - alpha) * gi for mi, gi in zip(m, g)]
+        d = [math.sqrt(si - (mi**2 if centered else 0.0)) + eps for si, mi in zip(s, m)]
+        if momentum:
+            b = [momentum * bi + gi / di for bi, gi, di in zip(b, g, d)]
+            return [pi - lr * bi for pi, bi in zip(p, b)]
+        return [pi - lr * gi / di for pi, gi, di in zip(p, g, d)]
+
+    return _run(p0, grads, update, **kw)
+
+
+def adadelta(p0, grads, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, **kw):
+    n = len(p0)
+    s, acc = [0.0] * n, [0.0] * n
+
+    def update(t, p, g):
+        nonlocal s, acc
+        g = [gi + weight_decay * pi for gi, pi in zip(g, p)]
+        s = [rho * si + (1 - rho) * gi**2 for si, gi in zip(s, g)]
+        dx = [math.sqrt(ai + eps) / math.sqrt(si + eps) * gi for ai, si, gi in zip(acc, s, g)]
+        acc = [rho * ai + (1 - rho) * d**2 for ai, d in zip(acc, dx)]
+        return [pi - lr * d for pi, d in zip(p, dx)]
+
+    return _run(p0, grads, update, **kw)
+
+
+def adam(p0, grads, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
+         decoupled_weight_decay=False, **kw):
+    b1, b2 = betas
+    n = len(p0)
+    m, v, vmax = [0.0] * n, [0.0] * n, [0.0] * n
+
+    def update(t, p, g):
+        nonlocal m, v, vmax
+        if decoupled_weight_decay:
+            p = [pi * (1 - lr * weight_decay) for pi in p]
+        else:
+            g = [gi + weight_decay * pi for gi, pi in zip(g, p)]
+        m = [b1 * mi + (1 - b1) * gi for mi, gi in zip(m, g)]
+        v = [b2 * vi + (1 - b2) * gi**2 for vi, gi in zip(v, g)]
+        vmax = [max(a, b) for a, b in zip(vmax, v)]
+        vv = vmax if amsgrad else v
+        m_hat = [mi / (1 - b1**t) for mi in m]
+        v_hat = [vi / (1 - b2**t) for vi in vv]
+        return [pi - lr * mh / (math.sqrt(vh) + eps) for pi, mh, vh in zip(p, m_hat, v_hat)]
+
+    return _run(p0, grads, update, **kw)
+
+
+def adamw(p0, grads, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False,
+          **kw):
+    return adam(p0, grads, lr, betas, eps, weight_decay, amsgrad, True, **kw)
+
+
+def adamax(p0, grads, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, **kw):
+    b1, b2 = betas
+    n = len(p0)
+    m, u = [0.0] * n, [0.0] * n
+
+    def update(t, p, g):
+        nonlocal m, u
+        g = [gi + weight_decay * pi for gi, pi in zip(g, p)]
+        m = [b1 * mi + (1 - b1) * gi for mi, gi in zip(m, g)]
+        u = [max(b2 * ui, abs(gi) + eps) for ui, gi in zip(u, g)]
+        return [pi - lr / (1 - b1**t) * mi / ui for pi, mi, ui in zip(p, m, u)]
+
+    return _run(p0, grads, update, **kw)
+
+
+def nadam(p0, grads, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+          momentum_decay=4e-3, decoupled_weight_decay=False, **kw):
+    b1, b2 = betas
+    n = len(p0)
+    m, v = [0.0] * n, [0.0] * n
+    mus = [1.0]  # mu_0 product
+
+    def mu(t):
+        return b1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
+
+    def update(t, p, g):
+        nonlocal m, v
+        if decoupled_weight_decay:
+            p = [pi * (1 - lr * weight_decay) for pi in p]
+        else:
+            g = [gi + weight_decay * pi for gi, pi in zip(g, p)]
+        mus.append(mus[-1] * mu(t))
+        m = [b1 * mi + (1 - b1) * gi for mi, gi in zip(m, g)]
+        v = [b2 * vi + (1 - b2) * gi**2 for vi, gi in zip(v, g)]
+        out = []
+        for pi, gi, mi, vi in zip(p, g, m, v):
+            d = math.sqrt(vi / (1 - b2**t)) + eps
+            step = (lr * (1 - mu(t)) / (1 - mus[-1]) * gi
+                    + lr * mu(t + 1) / (1 - mus[-1] * mu(t + 1)) * mi)
+            out.append(pi - step / d)
+        return out
+
+    return _run(p0, grads, update, **kw)
+
+
+def weight_penalty(weights, m, l1=0.0, l2=0.0):
+    """(lambda2/(2m) sum w^2 + lambda1/m sum |w|, its gradient) over a list of weights."""
+    value = sum(l2 / (2 * m) * float(np.sum(np.square(w, dtype=np.float64)))
+                + l1 / m * float(np.sum(np.abs(w), dtype=np.float64)) for w in weights)
+    grads = [l2 / m * np.asarray(w, np.float64) + l1 / m * np.sign(w) for w in weights]
+    return value, grads
 
 
 # ======================================================== dropout and norms
