@@ -36,19 +36,29 @@ import zipfile
 
 import numpy as np
 
-from . import layers as _layers
 from . import optim as _optim
 from ._config import BACKENDS
+from .layers import (
+    Activation,
+    BatchNorm,
+    Dense,
+    Dropout,
+    Identity,
+    LayerNorm,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
 
 FORMAT_NAME = "fastnn.model"
 #: Version of the file layout this fastnn writes; it reads this version and older.
 FORMAT_VERSION = 1
 
-# Explicit table: a file can only name these classes. Layers that a fastnn version
-# lacks are simply absent (a file naming one is refused with a clear error).
-_LAYER_NAMES = ("Dense", "Activation", "Identity", "Sigmoid", "Tanh", "ReLU", "Softmax",
-                "LeakyReLU", "Dropout", "BatchNorm", "LayerNorm")
-LAYERS = {name: getattr(_layers, name) for name in _LAYER_NAMES if hasattr(_layers, name)}
+#: The layer classes a file may name, by class name: the only ones load builds.
+LAYERS = {cls.__name__: cls for cls in (Dense, Activation, Identity, Sigmoid, Tanh, ReLU,
+                                        Softmax, LeakyReLU, Dropout, BatchNorm, LayerNorm)}
 
 
 class FastnnFormatError(ValueError):
@@ -452,16 +462,6 @@ def _check_array(arr, shape, name, where):
                                 f"floats of shape {tuple(shape)}")
 
 
-def _set_extra_state(layer, values):
-    """Write running statistics back into ``layer`` (already checked to fit)."""
-    if hasattr(layer, "load_extra_state"):
-        layer.load_extra_state(values)
-        return
-    live = layer.extra_state()
-    for k, v in values.items():
-        live[k][...] = v
-
-
 def _restore(model, header, arrays, where):
     """Check every array against ``model`` (new, built from the same header), then
     assign them all. Nothing is assigned unless everything fits."""
@@ -524,7 +524,7 @@ def _restore(model, header, arrays, where):
     model.flat_parameters[...] = arrays["params"]
     for layer, values in zip(model.layers, extras):
         if values:
-            _set_extra_state(layer, values)
+            layer.load_extra_state(values)
     model._shuffle_rng.bit_generator.state = rng_state
     model.step = step
     model.optimizer = opt
@@ -589,5 +589,5 @@ def load_weights(model, path):
     model.flat_parameters[...] = saved.flat_parameters
     for layer, values in zip(model.layers, extras):
         if values:
-            _set_extra_state(layer, values)
+            layer.load_extra_state(values)
     return model

@@ -23,30 +23,28 @@ def _data(n=48, d=5, k=3, seed=0):
     return X, y
 
 
-def _layer(name, width):
-    """A layer of class ``name`` that keeps ``width`` features, or a skip when this
-    fastnn lacks it (the layers arrive from another issue)."""
-    if name not in fio.LAYERS:
-        pytest.skip(f"fastnn has no {name} layer yet")
-    cls = fio.LAYERS[name]
-    params = inspect.signature(cls).parameters
-    if "n_features" in params:
-        return cls(width)
-    if "rate" in params:
-        return cls(0.25)
-    if "activation" in params:
-        return cls("tanh")
-    return cls()
+# Every layer class load can build, as a middle layer of width 6, non-default arguments.
+MIDDLE = {
+    "Activation": lambda: fn.Activation("leaky_relu", alpha=0.3),
+    "Identity": fn.Identity,
+    "Sigmoid": fn.Sigmoid,
+    "Tanh": fn.Tanh,
+    "ReLU": fn.ReLU,
+    "Softmax": fn.Softmax,
+    "LeakyReLU": lambda: fn.LeakyReLU(0.05),
+    "Dropout": lambda: fn.Dropout(0.25),
+    "BatchNorm": lambda: fn.BatchNorm(6, momentum=0.3, eps=1e-3),
+    "LayerNorm": lambda: fn.LayerNorm(6, eps=1e-4),
+}
 
 
-# Every layer class the registry knows, between a Dense and the output layer.
-MIDDLE = ["Activation", "Identity", "Sigmoid", "Tanh", "ReLU", "Softmax", "LeakyReLU",
-          "Dropout", "BatchNorm", "LayerNorm"]
+def test_every_registered_layer_is_tested():
+    assert sorted(fio.LAYERS) == sorted(set(MIDDLE) | {"Dense"})
 
 
 def _model(middle, dtype="float64", backend="vec", seed=3):
     layers = [fn.Dense(5, 6, activation="leaky_relu", init="he_uniform", alpha=0.2)]
-    layers += [_layer(name, 6) for name in middle]
+    layers += [MIDDLE[name]() for name in middle]
     layers.append(fn.Dense(6, 3))
     return fn.Sequential(layers, seed=seed, dtype=dtype, backend=backend)
 
@@ -70,7 +68,8 @@ def _assert_same_state(a, b):
 
 # ------------------------------------------------------------------- round trips
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("middle", [[]] + [[name] for name in MIDDLE])
+@pytest.mark.parametrize("middle", [[]] + [[name] for name in MIDDLE]
+                         + [["BatchNorm", "ReLU", "Dropout", "LayerNorm"]])
 def test_round_trip_every_layer(tmp_path, middle, dtype):
     X, y = _data()
     model = _model(middle, dtype)
@@ -86,6 +85,10 @@ def test_round_trip_every_layer(tmp_path, middle, dtype):
     assert comp.training is False and comp.optimizer is None
     _assert_same_state(_state(comp), _state(model))
     np.testing.assert_array_equal(comp.predict_proba(X), model.predict_proba(X))
+    # the running statistics compared above were trained, not a new layer's defaults
+    for trained, new in zip(model.layers, _model(middle, dtype).layers):
+        for k, v in trained.extra_state().items():
+            assert not np.array_equal(v, new.extra_state()[k])
 
 
 @pytest.mark.parametrize("backend", ["loop", "vec", "jit"])
