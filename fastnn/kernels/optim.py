@@ -350,11 +350,27 @@ def nadam_vec(param, grad, exp_avg, exp_avg_sq, gscale, clip, decay, weight_deca
 # -------------------------------------------------------- gradient norm, penalty
 def sumsq_loop(grad):
     """sum_i grad_i^2 in float64: NaN or inf if any element is (or if it overflows)."""
-    s = 0.0
-    for i in range(grad.shape[0]):
+    # Four partial sums: one running sum is a chain of dependent adds that LLVM may not
+    # reorder without fastmath, about 5x slower than four independent chains.
+    n = grad.shape[0]
+    m = n - n % 4
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    for i in range(0, m, 4):
+        g0 = np.float64(grad[i])
+        g1 = np.float64(grad[i + 1])
+        g2 = np.float64(grad[i + 2])
+        g3 = np.float64(grad[i + 3])
+        s0 += g0 * g0
+        s1 += g1 * g1
+        s2 += g2 * g2
+        s3 += g3 * g3
+    for i in range(m, n):
         g = np.float64(grad[i])
-        s += g * g
-    return s
+        s0 += g * g
+    return (s0 + s1) + (s2 + s3)
 
 
 def sumsq_vec(grad):
