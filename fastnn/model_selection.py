@@ -25,6 +25,7 @@ Scores are *errors* by default, as in the lecture (train error 5 %, validation e
 import inspect
 import itertools
 import numbers
+import warnings
 
 import numpy as np
 
@@ -177,7 +178,7 @@ class KFold:
     seed : int or None
 
     ``split(X, y)`` yields ``(train_idx, val_idx)`` pairs of sorted index arrays; fold
-    sizes differ by at most one. The object also works as ``cv=`` of scikit-learn's
+    sizes differ by at most one. Without shuffling the folds are contiguous blocks. The object also works as ``cv=`` of scikit-learn's
     model-selection functions.
     """
 
@@ -206,10 +207,16 @@ class KFold:
             labels = _labels(y)
             perm = np.random.default_rng(self.seed).permutation(n)
             order = perm[np.argsort(labels[perm], kind="stable")]
+            position_fold = np.arange(n) % self.n_splits
         else:
+            # contiguous blocks of the (shuffled) order, the lecture's K-fold picture;
+            # the first n mod k folds hold one sample more
             order = _split_order(n, y, False, self.shuffle, self.seed)
+            sizes = np.full(self.n_splits, n // self.n_splits)
+            sizes[:n % self.n_splits] += 1
+            position_fold = np.repeat(np.arange(self.n_splits), sizes)
         fold_of = np.empty(n, dtype=np.int64)
-        fold_of[order] = np.arange(n) % self.n_splits
+        fold_of[order] = position_fold
         for k in range(self.n_splits):
             yield np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)
 
@@ -229,7 +236,6 @@ class StratifiedKFold(KFold):
             raise ValueError("StratifiedKFold.split needs y (the class labels)")
         counts = np.bincount(_labels(y))
         if counts.min() < self.n_splits:
-            import warnings
             warnings.warn(f"the smallest class has {counts.min()} samples, fewer than "
                           f"n_splits={self.n_splits}: some validation folds miss it",
                           stacklevel=2)

@@ -222,9 +222,10 @@ class _BaseMLP(BaseEstimator):
                     X, target, test_size=self.validation_fraction, stratify=self._is_clf,
                     seed=self._seed)
                 fit_kwargs["validation_data"] = (Xv, yv)
+                # patience + 1: scikit-learn stops when the count *exceeds* n_iter_no_change
                 stopper = _callbacks.EarlyStopping(
-                    monitor="val_loss", min_delta=self.tol, patience=self.n_iter_no_change,
-                    restore_best_weights=True)
+                    monitor="val_loss", min_delta=self.tol,
+                    patience=self.n_iter_no_change + 1, restore_best_weights=True)
             else:
                 stopper = _Convergence(self.tol, self.n_iter_no_change)
             callbacks.append(stopper)
