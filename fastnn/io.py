@@ -26,9 +26,9 @@ Writes go to a temporary file in the same folder, flushed to disk and renamed ov
 the target, so a crash leaves either the old file or the new one, never half of one.
 """
 
-import inspect
 import io as _bytes_io
 import json
+import math
 import numbers
 import os
 import tempfile
@@ -402,7 +402,7 @@ def _read(path):
         if raw.dtype != np.uint8 or raw.ndim != 1:
             raise ValueError("the header is not a byte array")
         header = json.loads(raw.tobytes().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise FastnnFormatError(f"{where} has a corrupted header ({exc})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise FastnnFormatError(f"{where} is not a fastnn model file")
@@ -422,7 +422,7 @@ def _read(path):
     return header, arrays
 
 
-def _build(header, where):
+def _build(header, arrays, where):
     """A new Sequential from the header's architecture (its weights are not loaded yet)."""
     from .model import Sequential
 
@@ -446,9 +446,28 @@ def _build(header, where):
         except (TypeError, ValueError) as exc:
             raise FastnnFormatError(f"{where}: layers[{i}] ({spec['class']}) cannot be built "
                                     f"from its config: {exc}") from None
+    if not layers:
+        raise FastnnFormatError(f"{where}: the header lists no layers")
     seed = header.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise FastnnFormatError(f"{where}: seed {seed!r} is not a non-negative integer")
+    # Count the parameters before Sequential allocates them: a tampered config (a Dense
+    # of 10^6 x 10^6, say) must be refused, not fill the memory.
+    params = arrays.get("params")
+    width, total = None, 0
+    try:
+        for i, layer in enumerate(layers):
+            width = layer.build(width, header["dtype"], header["backend"])
+            total += sum(math.prod(shape) for _, shape, _ in layer.param_specs())
+    except ValueError as exc:
+        raise FastnnFormatError(f"{where}: the saved layers do not fit together: layers[{i}]: "
+                                f"{exc}") from None
+    except MemoryError:
+        raise FastnnFormatError(f"{where}: layers[{i}] is too large to build") from None
+    if not isinstance(params, np.ndarray) or params.size != total:
+        size = params.size if isinstance(params, np.ndarray) else "no"
+        raise FastnnFormatError(f"{where}: the layers have {total} parameters but the file "
+                                f"holds {size} parameter values")
     try:
         return Sequential(layers, seed=seed, dtype=header["dtype"], backend=header["backend"])
     except ValueError as exc:
@@ -537,7 +556,9 @@ def _load_new(path):
     where = os.fspath(path)
     header, arrays = _read(path)
     try:
-        return _restore(_build(header, where), header, arrays, where)
+        return _restore(_build(header, arrays, where), header, arrays, where)
+    except RecursionError:  # a header nested thousands deep
+        raise FastnnFormatError(f"{where} has a malformed header (nested too deep)") from None
     except FastnnFormatError as exc:
         if str(exc).startswith(where):
             raise

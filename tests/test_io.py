@@ -340,6 +340,14 @@ def _bad_files(tmp_path):
 
     bad["wrong_architecture.npz"] = _rewrite(good, tmp_path / "wrong_architecture.npz",
                                              header=wider)
+    def huge(h):  # 10^14 weights: refused from the count, never allocated
+        h["layers"][0]["config"].update(n_in=10 ** 7, n_out=10 ** 7)
+        h["layers"][1]["config"]["n_in"] = 10 ** 7
+
+    bad["huge.npz"] = _rewrite(good, tmp_path / "huge.npz", header=huge)
+    deep = np.frombuffer(("[" * 100000 + "]" * 100000).encode(), np.uint8)
+    bad["deep_header.npz"] = _rewrite(good, tmp_path / "deep_header.npz",
+                                      arrays={"header": deep})
     bad["short_params.npz"] = _rewrite(good, tmp_path / "short_params.npz",
                                        arrays={"params": np.zeros(5, np.float32)})
     n = fn.load(good).n_parameters
@@ -414,6 +422,7 @@ def test_bad_files_are_refused_and_the_model_is_untouched(tmp_path):
     assert "not a fastnn model" in messages["other_format.npz"]
     assert "'os.system'" in messages["unknown_layer.npz"]
     assert "evil" in messages["extra_array.npz"]
+    assert "the layers have 100000040000003 parameters" in messages["huge.npz"]
     # one line each, naming the file
     for name, msg in messages.items():
         assert "\n" not in msg and str(tmp_path) in msg, (name, msg)
