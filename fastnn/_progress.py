@@ -5,7 +5,7 @@ import sys
 import time
 
 try:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 except ImportError:  # tqdm is the optional extra ``progress``
     tqdm = None
 
