@@ -114,17 +114,30 @@ def test_one_flat_buffer_equals_separate_arrays(form):
     params = model.parameters()
     separate = [p.copy() for p in params]
     rng = np.random.default_rng(1)
+    mixed = [p.copy() for p in params]
+    flat = np.concatenate([p.ravel() for p in mixed])
+    mixed = [flat[lo:hi].reshape(p.shape) for p, lo, hi in
+             zip(params, [0, 12, 16, 24], [12, 16, 24, 26])]
     a = fn.optim.Adam(params, lr=0.1, amsgrad=True, backend=form)
     b = fn.optim.Adam(separate, lr=0.1, amsgrad=True, backend=form)
-    assert a._flat is not None and b._flat is None
+    c = fn.optim.Adam(mixed, lr=0.1, amsgrad=True, backend=form)  # flat params, own grads
+    assert a._flat is not None and b._flat is None and c._flat is not None
+    calls = []
+    kernel = a._kernel
+    a._kernel = lambda *args: calls.append(args[0].size) or kernel(*args)
     for _ in range(5):
         grads = [rng.standard_normal(p.shape) for p in params]
         model.flat_gradients[...] = np.concatenate([g.ravel() for g in grads])
         a.step(model.gradients())
         b.step(grads)
-    for p, q in zip(params, separate):
+        c.step(grads)
+    assert calls == [26] * 5  # one kernel call over the whole buffer per step
+    for p, q, r in zip(params, separate, mixed):
         np.testing.assert_array_equal(p, q)
-    np.testing.assert_array_equal(a.state["exp_avg"], b.state["exp_avg"])
+        np.testing.assert_array_equal(p, r)
+    for key in a.state:
+        np.testing.assert_array_equal(a.state[key], b.state[key])
+        np.testing.assert_array_equal(a.state[key], c.state[key])
 
 
 # ------------------------------------------------ the lecture's worked examples
