@@ -397,9 +397,14 @@ class Sequential:
             if not math.isfinite(value):
                 self._divergence = (f"the loss became {value}", start // bs)
                 return None
-            # Keep the last state with a finite loss; a copy costs ~1% of a step.
+            # Keep the last state with a finite loss: a copy, 4% of a step of a
+            # 670k-parameter model at batch 32, 2% for 10k parameters.
             self._last_good.save(self.step)
-            optimizer.step(grads)
+            if optimizer.step(grads) is False:
+                # A float32 gradient can overflow while the float64 loss is still finite;
+                # the optimizer, which checks every gradient anyway, skipped the step.
+                self._divergence = ("the gradient became inf or NaN", start // bs)
+                return None
             self.step += 1
             total += value * (stop - start)
             if loss.is_classifier:
