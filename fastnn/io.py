@@ -38,6 +38,7 @@ import numpy as np
 
 from . import optim as _optim
 from ._config import BACKENDS
+from .schedules import SCHEDULES
 from .layers import (
     Activation,
     BatchNorm,
@@ -59,6 +60,8 @@ FORMAT_VERSION = 1
 #: The layer classes a file may name, by class name: the only ones load builds.
 LAYERS = {cls.__name__: cls for cls in (Dense, Activation, Identity, Sigmoid, Tanh, ReLU,
                                         Softmax, LeakyReLU, Dropout, BatchNorm, LayerNorm)}
+#: The schedule classes a file may name, by class name.
+_SCHEDULES = {cls.__name__: cls for cls in SCHEDULES.values()}
 
 
 class FastnnFormatError(ValueError):
@@ -157,30 +160,15 @@ def _atomic_write(path, arrays):
 
 
 # ---------------------------------------------------------------- optimizer
-def _schedules():
-    """Schedule classes by name: the table of ``fastnn.schedules`` (empty without it)."""
-    try:
-        from . import schedules
-    except ImportError:
-        return {}
-    table = getattr(schedules, "SCHEDULES", None)
-    if isinstance(table, dict):
-        return {cls.__name__: cls for cls in table.values() if isinstance(cls, type)}
-    return {name: obj for name, obj in vars(schedules).items()
-            if isinstance(obj, type) and obj.__module__ == schedules.__name__
-            and not name.startswith("_") and callable(obj)}
-
-
 def _config_of(obj, what):
-    for method in ("get_config", "config"):
-        if callable(getattr(obj, method, None)):
-            return dict(getattr(obj, method)())
-    raise ValueError(f"cannot save {what}: it has no get_config() to rebuild it from")
+    if not callable(getattr(obj, "get_config", None)):
+        raise ValueError(f"cannot save {what}: it has no get_config() to rebuild it from")
+    return dict(obj.get_config())
 
 
 def _pack_schedule(lr, arrays):
     name = type(lr).__name__
-    if _schedules().get(name) is not type(lr):
+    if _SCHEDULES.get(name) is not type(lr):
         raise ValueError(f"cannot save the optimizer: its learning rate is {lr!r}, which is "
                          "not a fastnn.schedules schedule; plain functions cannot be saved "
                          "(use a schedule class, or save without include_optimizer)")
@@ -219,10 +207,10 @@ def _pack_optimizer(opt, model, arrays):
 def _build_schedule(spec, arrays, used):
     if not isinstance(spec, dict) or not isinstance(spec.get("class"), str):
         raise FastnnFormatError("the schedule entry of the header is malformed")
-    cls = _schedules().get(spec["class"])
+    cls = _SCHEDULES.get(spec["class"])
     if cls is None:
         raise FastnnFormatError(f"the file's schedule {spec['class']!r} is not one of this "
-                                f"fastnn's schedules ({sorted(_schedules())})")
+                                f"fastnn's schedules ({sorted(_SCHEDULES)})")
     config = _unpack(spec.get("config", {}), arrays, used, "schedule config")
     try:
         schedule = cls(**config)

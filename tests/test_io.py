@@ -11,7 +11,7 @@ import pytest
 
 import fastnn as fn
 from fastnn import io as fio
-from fastnn import optim
+from fastnn import optim, schedules
 
 DTYPES = ["float32", "float64"]
 
@@ -142,15 +142,26 @@ def _optimizer_names():
     return sorted(optim.OPTIMIZERS)
 
 
+# Non-default hyperparameters: each must come back, and the state they create.
+_OPTIMIZER_ARGS = {
+    "sgd": dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    "adam": dict(lr=0.01, amsgrad=True, clip_norm=0.5, maximize=False),
+    "adamw": dict(betas=(0.8, 0.95), weight_decay=0.1, clip_value=0.1),
+    "nadam": dict(momentum_decay=5e-3),
+    "rmsprop": dict(momentum=0.5, centered=True),
+}
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", _optimizer_names())
-def test_every_optimizer_resumes_bit_for_bit(tmp_path, name, dtype):
+@pytest.mark.parametrize("name,kwargs", [(n, {}) for n in _optimizer_names()]
+                         + sorted(_OPTIMIZER_ARGS.items()))
+def test_every_optimizer_resumes_bit_for_bit(tmp_path, name, kwargs, dtype):
     """k steps, save, load, k more steps == 2k steps without stopping."""
     X, y = _data()
     ref = _model([], dtype)
-    ref_opt = optim.get_optimizer(name, ref.parameters(), backend="vec")
+    ref_opt = optim.get_optimizer(name, ref.parameters(), backend="vec", **kwargs)
     comp = _model([], dtype)
-    comp_opt = optim.get_optimizer(name, comp.parameters(), backend="vec")
+    comp_opt = optim.get_optimizer(name, comp.parameters(), backend="vec", **kwargs)
 
     def steps(model, opt, lo, hi):
         for i in range(lo, hi):
@@ -164,17 +175,10 @@ def test_every_optimizer_resumes_bit_for_bit(tmp_path, name, dtype):
     resumed = fn.load(tmp_path / "ckpt.npz")
     opt = resumed.optimizer
     assert type(opt) is type(comp_opt) and opt.step_count == 3
-    assert opt.backend == "vec"
+    assert opt.backend == "vec" and opt.get_config() == comp_opt.get_config()
+    assert opt.lr == comp_opt.lr
     steps(resumed, opt, 3, 6)
     np.testing.assert_array_equal(resumed.flat_parameters, ref.flat_parameters)
-
-
-def _schedule_names():
-    try:
-        from fastnn import schedules
-    except ImportError:
-        return []
-    return sorted(schedules.SCHEDULES)
 
 
 # Values for the schedules' constructor arguments, by name.
@@ -182,11 +186,8 @@ _SCHEDULE_ARGS = {"lr": 0.1, "initial_learning_rate": 0.2, "step_size": 2, "deca
                   "decay_rate": 0.5, "gamma": 0.5, "alpha": 0.1, "staircase": True}
 
 
-@pytest.mark.parametrize("name", _schedule_names() or [pytest.param(
-    None, marks=pytest.mark.skip(reason="fastnn has no schedules yet"))])
+@pytest.mark.parametrize("name", sorted(schedules.SCHEDULES))
 def test_every_schedule_resumes_bit_for_bit(tmp_path, name):
-    from fastnn import schedules
-
     cls = schedules.SCHEDULES[name]
     args = {k: _SCHEDULE_ARGS[k] for k, p in inspect.signature(cls).parameters.items()
             if p.default is inspect.Parameter.empty}
