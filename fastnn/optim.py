@@ -726,7 +726,7 @@ OPTIMIZERS = {
 def get_optimizer(name, params, **kwargs):
     """An optimizer from its name (``'sgd'``, ``'adam'``, ...; see ``OPTIMIZERS``) over
     ``params``, with ``kwargs`` for its constructor."""
-    key = name.lower() if isinstance(name, str) else name
+    key = name.lower() if isinstance(name, str) else None
     if key not in OPTIMIZERS:
         raise ValueError(f"optimizer={name!r}: expected one of {sorted(OPTIMIZERS)}")
     return OPTIMIZERS[key](params, **kwargs)

@@ -406,6 +406,7 @@ def test_load_state_dict_mismatch():
     (lambda p: fn.optim.SGD(p, clip_norm=-1.0), "clip_norm"),
     (lambda p: fn.optim.SGD(p, clip_value=0.0), "clip_value"),
     (lambda p: fn.optim.get_optimizer("adamm", p), "optimizer"),
+    (lambda p: fn.optim.get_optimizer(["adam"], p), "optimizer"),
     (lambda p: fn.optim.SGD(p, backend="cuda"), "backend"),
     (lambda p: fn.optim.SGD([]), "params"),
     (lambda p: fn.optim.SGD([np.ones(3), np.ones(2, np.float32)]), r"params\[1\]"),
