@@ -218,9 +218,12 @@ class _BaseMLP(BaseEstimator):
         stopper = None
         if not incremental:
             if self.early_stopping:
+                n_val = int(np.ceil(self.validation_fraction * n))  # at least one, as sklearn
+                if n_val >= n:
+                    raise ValueError(f"validation_fraction={self.validation_fraction} of {n} "
+                                     "samples leaves nothing to train on")
                 X, Xv, target, yv = train_test_split(
-                    X, target, test_size=self.validation_fraction, stratify=self._is_clf,
-                    seed=self._seed)
+                    X, target, test_size=n_val, stratify=self._is_clf, seed=self._seed)
                 fit_kwargs["validation_data"] = (Xv, yv)
                 # patience + 1: scikit-learn stops when the count *exceeds* n_iter_no_change
                 stopper = _callbacks.EarlyStopping(
@@ -245,6 +248,9 @@ class _BaseMLP(BaseEstimator):
                           "and the training loss has not converged yet", ConvergenceWarning)
         self.n_layers_ = len(sizes) + 2
         self.n_outputs_ = n_out
+        self.out_activation_ = {"binary_cross_entropy": "logistic",
+                                "softmax_cross_entropy": "softmax"}.get(self._loss_name,
+                                                                        "identity")
         self._set_views()
         return self
 
@@ -386,6 +392,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Training samples seen.
     coefs_, intercepts_ : list of ndarray
         Weights ``(n_in, n_out)`` and biases of each layer: live views of ``model_``.
+    out_activation_ : str
+        'logistic' (two classes, one output) or 'softmax', applied by
+        ``predict_proba``; the network itself outputs logits.
     n_features_in_, feature_names_in_, n_layers_, n_outputs_
     """
 

@@ -75,6 +75,7 @@ def test_pipeline_breast_cancer_binary_one_logit(cancer):
     pipe.fit(X_tr, y_tr)
     clf = pipe[-1]
     assert clf.model_.n_outputs == 1  # binary: one logit, binary cross-entropy
+    assert clf.out_activation_ == "logistic" and clf.n_layers_ == 3
     assert clf.n_features_in_ == 30 and clf.classes_.tolist() == [0, 1]
     proba = pipe.predict_proba(X_te)
     assert proba.shape == (len(X_te), 2) and proba.dtype == np.float64
@@ -188,7 +189,10 @@ def test_early_stopping_holds_out_data_and_stops(cancer):
                         learning_rate_init=0.01, random_state=0).fit(X, y_tr)
     assert clf.n_iter_ < 500
     assert len(clf.validation_loss_curve_) == clf.n_iter_
-    assert clf.t_ == clf.n_iter_ * (len(X) - round(0.1 * len(X)))
+    assert clf.t_ == clf.n_iter_ * (len(X) - int(np.ceil(0.1 * len(X))))
+    tiny = MLPRegressor((4,), early_stopping=True, max_iter=3, random_state=0)
+    tiny.fit(X[:5], y_tr[:5].astype(float))  # 10 % of 5 samples is still one sample
+    assert tiny.t_ == 3 * 4
 
 
 def test_tol_rule_stops_and_max_iter_warns():
