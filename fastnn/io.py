@@ -14,7 +14,8 @@ array                       content
 ``params``                  the flat parameter buffer (``model.flat_parameters``)
 ``layers.<i>.<name>``       layer ``i``'s extra state (running statistics)
 ``optimizer.<k>``           the optimizer's state arrays, referenced from the header
-``metadata.<name>``         arrays given in ``metadata`` (e.g. a feature scaler)
+``metadata.<k>``            arrays given in ``metadata`` (e.g. a feature scaler),
+                            referenced from the header
 ==========================  ===========================================================
 
 Layers are rebuilt from their class name through :data:`LAYERS`, an explicit
@@ -24,6 +25,12 @@ is checked in full (format version, names, shapes, dtypes) before anything is bu
 or assigned, and every problem raises :class:`FastnnFormatError`, a ``ValueError``.
 Writes go to a temporary file in the same folder, flushed to disk and renamed over
 the target, so a crash leaves either the old file or the new one, never half of one.
+
+Training resumed from a file saved with ``include_optimizer=True`` continues bit for
+bit: the file holds the optimizer's state and step count (a schedule's position), the
+model's step counter (dropout masks are drawn from the seed and the step) and the
+state of the RNG that shuffles the batches. That needs an integer ``seed``: a model
+built with ``seed=None`` draws fresh dropout masks after loading.
 """
 
 import io as _bytes_io
@@ -38,7 +45,6 @@ import numpy as np
 
 from . import optim as _optim
 from ._config import BACKENDS
-from .schedules import SCHEDULES
 from .layers import (
     Activation,
     BatchNorm,
@@ -52,6 +58,7 @@ from .layers import (
     Softmax,
     Tanh,
 )
+from .schedules import SCHEDULES
 
 FORMAT_NAME = "fastnn.model"
 #: Version of the file layout this fastnn writes; it reads this version and older.
@@ -246,6 +253,8 @@ def _build_optimizer(spec, model, arrays, used):
         if not isinstance(arr, np.ndarray) or arr.dtype != model.dtype:
             raise FastnnFormatError(f"the optimizer state {key!r} is not a {model.dtype.name} "
                                     "array")
+        if not np.all(np.isfinite(arr)):
+            raise FastnnFormatError(f"the optimizer state {key!r} contains NaN or inf")
     # the backend matters for bit-for-bit resumption: the loop/jit forms of a kernel
     # compute in float64, the vec form in the parameters' dtype
     backend = spec.get("backend", model.backend)
@@ -315,8 +324,14 @@ def save(model, path, include_optimizer=False, optimizer=None, metadata=None):
         extra = layer.extra_state()
         for k, v in extra.items():
             arrays[f"layers.{i}.{k}"] = np.asarray(v)
-        layers.append({"class": name, "config": _pack(cfg, {}, "", f"layers[{i}] config"),
-                       "extra_state": sorted(extra)})
+        stray = {}
+        packed = _pack(cfg, stray, "", f"layers[{i}] config")
+        if stray:
+            raise ValueError(f"cannot save layers[{i}] ({layer!r}): its config() holds arrays")
+        layers.append({"class": name, "config": packed, "extra_state": sorted(extra)})
+    # load refuses non-finite parameters, so save does too: a file must load back
+    if not np.all(np.isfinite(model.flat_parameters)):
+        raise ValueError("cannot save: the parameters contain NaN or inf (training diverged?)")
     arrays["params"] = model.flat_parameters
     seed = model.seed if isinstance(model.seed, numbers.Integral) else None
     header = {

@@ -232,6 +232,14 @@ def test_include_optimizer_needs_one(tmp_path):
     assert not (tmp_path / "m.npz").exists()
 
 
+def test_non_finite_parameters_are_not_saved(tmp_path):
+    model = _model([])
+    model.flat_parameters[3] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        model.save(tmp_path / "m.npz")
+    assert not (tmp_path / "m.npz").exists()
+
+
 def test_unknown_layer_class_is_refused(tmp_path):
     class Custom(fn.Identity):
         pass
@@ -270,8 +278,8 @@ def test_fit_resumed_from_checkpoint_equals_uninterrupted(tmp_path, middle):
 # ------------------------------------------------------------ refusing bad files
 def _good_file(tmp_path):
     X, y = _data()
-    model = _model([], "float32")
-    model.fit(X, y, loss="softmax_cross_entropy", optimizer="sgd", epochs=1)
+    model = _model(["BatchNorm"], "float32")
+    model.fit(X, y, loss="softmax_cross_entropy", optimizer="adam", epochs=1)
     path = tmp_path / "good.npz"
     model.save(path, include_optimizer=True, metadata={"m": np.arange(3.0)})
     return path
@@ -341,9 +349,8 @@ def _bad_files(tmp_path):
 
     bad["wrong_architecture.npz"] = _rewrite(good, tmp_path / "wrong_architecture.npz",
                                              header=wider)
-    def huge(h):  # 10^14 weights: refused from the count, never allocated
-        h["layers"][0]["config"].update(n_in=10 ** 7, n_out=10 ** 7)
-        h["layers"][1]["config"]["n_in"] = 10 ** 7
+    def huge(h):  # 6 x 10^7 weights: refused from the count, never allocated
+        h["layers"][0]["config"]["n_in"] = 10 ** 7
 
     bad["huge.npz"] = _rewrite(good, tmp_path / "huge.npz", header=huge)
     deep = np.frombuffer(("[" * 100000 + "]" * 100000).encode(), np.uint8)
@@ -358,6 +365,20 @@ def _bad_files(tmp_path):
                                      arrays={"params": np.full(n, np.nan, np.float32)})
     bad["int_params.npz"] = _rewrite(good, tmp_path / "int_params.npz",
                                      arrays={"params": np.zeros(n, np.int32)})
+    with np.load(good) as data:
+        state_key = next(k for k in data.files
+                         if k.startswith("optimizer.") and data[k].size > 1)
+        nan_state = np.full_like(data[state_key], np.nan)
+        running_var = data["layers.1.running_var"]
+    bad["nan_optimizer_state.npz"] = _rewrite(good, tmp_path / "nan_optimizer_state.npz",
+                                              arrays={state_key: nan_state})
+    bad["short_running_var.npz"] = _rewrite(good, tmp_path / "short_running_var.npz",
+                                            arrays={"layers.1.running_var": running_var[:-1]})
+    bad["f64_running_var.npz"] = _rewrite(
+        good, tmp_path / "f64_running_var.npz",
+        arrays={"layers.1.running_var": running_var.astype(np.float64)})
+    bad["no_running_var.npz"] = _rewrite(good, tmp_path / "no_running_var.npz",
+                                         drop=("layers.1.running_var",))
     bad["extra_array.npz"] = _rewrite(good, tmp_path / "extra_array.npz",
                                       arrays={"evil": np.zeros(2)})
     bad["no_params.npz"] = _rewrite(good, tmp_path / "no_params.npz", drop=("params",))
@@ -423,7 +444,7 @@ def test_bad_files_are_refused_and_the_model_is_untouched(tmp_path):
     assert "not a fastnn model" in messages["other_format.npz"]
     assert "'os.system'" in messages["unknown_layer.npz"]
     assert "evil" in messages["extra_array.npz"]
-    assert "the layers have 100000040000003 parameters" in messages["huge.npz"]
+    assert "the layers have 60000039 parameters" in messages["huge.npz"]
     # one line each, naming the file
     for name, msg in messages.items():
         assert "\n" not in msg and str(tmp_path) in msg, (name, msg)
