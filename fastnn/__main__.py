@@ -84,10 +84,6 @@ def _parse_hidden(text):
 def _build_network(n_in, n_out, args):
     from . import layers
 
-    for flag, value, name in (("--dropout", args.dropout, "Dropout"),
-                              ("--batch-norm", args.batch_norm, "BatchNorm")):
-        if value and not hasattr(layers, name):
-            raise ValueError(f"{flag} needs fastnn.{name}, which this fastnn does not have")
     if not 0.0 <= args.dropout < 1.0:
         raise ValueError(f"--dropout {args.dropout}: expected a rate in [0, 1)")
     net, width = [], n_in

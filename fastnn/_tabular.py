@@ -46,6 +46,12 @@ class Table:
     def numbers(self, names, what="feature"):
         """Columns ``names`` as a float64 array ``(n_rows, len(names))``."""
         cols = self.index(names)
+        try:  # NumPy parses the whole table at once; the loop below finds a bad cell
+            out = np.array([[row[j] for j in cols] for row in self.rows], dtype=np.float64)
+            if np.all(np.isfinite(out)):
+                return out
+        except ValueError:
+            pass
         out = np.empty((len(self.rows), len(cols)))
         for i, (row, line) in enumerate(zip(self.rows, self.lines)):
             for k, j in enumerate(cols):
