@@ -103,13 +103,11 @@ class ModelCheckpoint(Callback):
             mode = "max" if "acc" in monitor else "min"
         self.mode = mode
         self.include_optimizer = include_optimizer
+        # Kept across fit calls, as Keras does: a second fit (resumed training, say)
+        # replaces the checkpoint only with a better model.
         self.best = math.inf if mode == "min" else -math.inf
         self.best_epoch = None
         self._warned = False
-
-    def on_train_begin(self, logs=None):
-        self.best = math.inf if self.mode == "min" else -math.inf
-        self.best_epoch = None
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}

@@ -522,6 +522,13 @@ def test_model_checkpoint_keeps_the_best_model(tmp_path):
     assert ckpt.best == min(val) and ckpt.best_epoch == int(np.argmin(val))
     best = fn.load(tmp_path / "best.npz")
     assert best.evaluate(Xv, yv)["loss"] == min(val)
+    # a second fit that only gets worse (it ascends the loss) leaves the checkpoint alone
+    before = (tmp_path / "best.npz").read_bytes()
+    ascend = optim.SGD(model.parameters(), lr=0.5, maximize=True, backend="vec")
+    hist = model.fit(X, y, optimizer=ascend, epochs=2, batch_size=8,
+                     validation_data=(Xv, yv), callbacks=[ckpt])
+    assert min(hist.history["val_loss"]) > min(val) and ckpt.best == min(val)
+    assert (tmp_path / "best.npz").read_bytes() == before
 
 
 def test_model_checkpoint_every_epoch_with_formatted_names(tmp_path):
