@@ -5,13 +5,18 @@ A layer is built by :class:`fastnn.Sequential`, which calls, in order:
 1. ``build(n_in, dtype, backend) -> n_out``: check the input width, pick kernels;
 2. ``param_specs()``: the ``(name, shape, regularized)`` of each trainable array;
 3. ``bind(params, grads)``: views into the model's flat buffers;
-4. ``init_params(rng)``: fill the weights in place.
+4. ``init_params(rng)``: fill the weights in place;
+5. ``set_model(model, index)``: the model and the layer's position (random layers
+   derive their masks from ``model.seed``, ``index`` and ``model.step``).
 
 Then ``forward(x, training)`` returns the layer's output and ``backward(dy)`` its
 input gradient (``None`` when ``need_input_grad`` is False, as for the first layer),
 writing the parameter gradients into the bound views. Outputs live in per-layer
 workspaces that are reused while the batch size stays the same: the training step
 allocates nothing. An output is valid until the layer's next forward call.
+
+Non-trainable state (batch norm's running statistics) is what ``extra_state()``
+returns: a dict of the live arrays, which ``load_extra_state(values)`` fills in place.
 """
 
 import numpy as np
