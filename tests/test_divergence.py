@@ -24,6 +24,7 @@ def _model(norm=False, dtype="float32"):
     return fn.Sequential(layers + [fn.Dense(8, 1)], seed=2, dtype=dtype)
 
 
+@pytest.mark.filterwarnings("ignore:.*skipped step:RuntimeWarning")  # the optimizer's own
 @pytest.mark.parametrize("dtype, norm, what", [
     ("float32", False, "the gradient became inf or NaN"),  # float32 overflows first
     ("float64", False, "the loss became inf"),
