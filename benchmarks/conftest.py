@@ -63,8 +63,10 @@ class _Bench:
         group = f"{equation}[{size}]"
         if form == "loop" and not size.loop:
             _skipped_loops.append(group)
-            pytest.skip(f"{group}: the Python loop is not run at this size (one call "
-                        "would take more than a few seconds); see the smaller size")
+            # one reason for all, so that -ra folds them into one line; the groups are
+            # listed under the tables
+            pytest.skip("the Python loop is not run at the larger sizes (one call would "
+                        "take more than a few seconds)")
         return group
 
     def __call__(self, form, equation, size, fn, *args):
@@ -85,11 +87,17 @@ def bench(benchmark):
 
 
 @pytest.hookimpl(trylast=True)  # under pytest-benchmark's tables
-def pytest_terminal_summary(terminalreporter):
-    if _skipped_loops:
-        terminalreporter.write_sep("-", "fastnn benchmarks: Python loop not run")
-        terminalreporter.write_line(
-            "The plain-Python loop form runs only at sizes where one call takes seconds; "
-            "it is absent from these groups on purpose (compare it at the smaller size):")
-        for group in sorted(set(_skipped_loops)):
-            terminalreporter.write_line(f"  {group}")
+def pytest_terminal_summary(terminalreporter, config):
+    if not _skipped_loops:
+        return
+    groups = sorted(set(_skipped_loops))
+    if config.getoption("benchmark_disable") and not config.getoption("benchmark_enable"):
+        terminalreporter.write_line(f"fastnn benchmarks: Python loop not run in {len(groups)} "
+                                    "groups (larger sizes; listed when timing is on)")
+        return
+    terminalreporter.write_sep("-", "fastnn benchmarks: Python loop not run")
+    terminalreporter.write_line(
+        "The plain-Python loop form runs only at sizes where one call takes seconds; it is "
+        "absent from these groups on purpose (compare it at the smaller size):")
+    for group in groups:
+        terminalreporter.write_line(f"  {group}")
