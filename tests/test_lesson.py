@@ -172,3 +172,17 @@ def test_cli_lesson_plot_writes_a_png(tmp_path, capsys):
 def test_cli_lesson_rejects_bad_sizes():
     with pytest.raises(SystemExit, match="--samples=0"):
         main(["lesson", "--quick", "--samples", "0"])
+
+
+def test_the_benchmark_suite_is_smoke_run_by_the_plain_test_command():
+    # CI runs plain `pytest`: it must collect benchmarks/ and run each body once, untimed
+    tomllib = pytest.importorskip("tomllib")
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "benchmarks" in config["testpaths"]
+    assert "--benchmark-disable" in config["addopts"].split()
+    families = sorted(p.stem for p in (root / "benchmarks").glob("test_bench_*.py"))
+    assert families == [f"test_bench_{name}" for name in (
+        "activations", "dense", "dropout", "logreg", "losses", "norm", "optim", "training")]
