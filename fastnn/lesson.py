@@ -147,7 +147,7 @@ _IDENTITY = CODES["identity"]
 
 
 def _net_grads(X, Y, W1, b1, W2, b2, forward, backward, loss):
-    """One forward and backward pass over the rows of X for the forms in ``forward``.
+    """One forward and backward pass over the rows of X with the given kernels.
 
     ``A1 = tanh(X W1^T + b1)``, ``Z2 = A1 W2^T + b2``, ``J`` = binary cross-entropy of
     ``sigma(Z2)``; ``dZ2 = (A2 - Y) / m`` and back through both dense layers.
