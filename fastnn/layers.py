@@ -53,6 +53,9 @@ class Workspace:
     def clear(self):
         self._arrays.clear()
 
+    def __getstate__(self):
+        return {"_arrays": {}}  # scratch space: not worth pickling
+
 
 class Layer:
     """Base class: a layer with no parameters that passes its input through."""

@@ -96,11 +96,7 @@ class Sequential:
         self._buffer = ParamBuffer([shape for s in specs for _, shape, _ in s], self.dtype)
         #: True where a parameter is a weight (L1/L2 apply), False for biases and scales.
         self.regularized = [reg for s in specs for _, _, reg in s]
-        k = 0
-        for layer, s in zip(layers, specs):
-            n = len(s)
-            layer.bind(self._buffer.params[k : k + n], self._buffer.grads[k : k + n])
-            k += n
+        self._bind_layers()
         seeds = np.random.SeedSequence(seed).spawn(2)
         init_rng = np.random.default_rng(seeds[0])
         self._shuffle_rng = np.random.default_rng(seeds[1])
@@ -108,6 +104,22 @@ class Sequential:
             layer.init_params(init_rng)
         for i, layer in enumerate(layers):
             layer.set_model(self, i)
+
+    def _bind_layers(self):
+        k = 0
+        for layer in self.layers:
+            n = len(layer.param_specs())
+            layer.bind(self._buffer.params[k : k + n], self._buffer.grads[k : k + n])
+            k += n
+
+    def __setstate__(self, state):
+        # pickle copies every view on its own (ParamBuffer re-tiles its views): bind the
+        # layers and the optimizer to the one flat buffer again
+        self.__dict__.update(state)
+        self._bind_layers()
+        if getattr(self, "optimizer", None) is not None:
+            self.optimizer.params = self.parameters()
+            self.optimizer._tile()
 
     # ------------------------------------------------------------ parameters
     def parameters(self):

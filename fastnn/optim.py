@@ -200,19 +200,28 @@ class Optimizer:
         self.backend = resolve_backend(backend)
         self._kernel = OPTIMIZER_KERNELS[self.kernel][self.backend]
         self._sumsq = SUMSQ_KERNELS[self.backend]
-        self._flat = flat_base(self.params)
         sizes = [p.size for p in self.params]
         self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         size = int(self._offsets[-1])
         dtype = self.params[0].dtype
         self.state = {name: np.zeros(size if used else 0, dtype=dtype)
                       for name, used in self._slots().items()}
-        # per-param views of the state, for params that do not tile one buffer
+        self._tile()
+        self.zero_state()
+
+    def _tile(self):
+        """The flat view of the params (None if they do not tile one buffer) and the
+        per-param views of the flat state, for params that do not."""
+        self._flat = flat_base(self.params)
         self._state_views = {
             name: [arr[a:b] if arr.size else arr
                    for a, b in zip(self._offsets[:-1], self._offsets[1:])]
             for name, arr in self.state.items()}
-        self.zero_state()
+
+    def __setstate__(self, state):
+        # pickle copies every view on its own; make them views of the flat state again
+        self.__dict__.update(state)
+        self._tile()
 
     # ------------------------------------------------------------- subclass API
     def _slots(self):

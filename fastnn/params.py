@@ -37,6 +37,18 @@ class ParamBuffer:
         self.params = self._views(self.data)
         self.grads = self._views(self.grad)
 
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in ("params", "grads")}
+
+    def __setstate__(self, state):
+        # views do not survive pickling: cut them from the flat buffers again
+        self.__dict__.update(state)
+        for name in ("data", "grad"):  # e.g. joblib's read-only memory maps
+            if not getattr(self, name).flags.writeable:
+                setattr(self, name, getattr(self, name).copy())
+        self.params = self._views(self.data)
+        self.grads = self._views(self.grad)
+
     def _views(self, flat):
         return [
             flat[self.offsets[i] : self.offsets[i + 1]].reshape(shape)

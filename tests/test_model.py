@@ -360,3 +360,21 @@ def test_train_and_eval_modes():
     model.train()
     model.fit(np.ones((3, 3)), [0, 1, 0], loss="softmax_cross_entropy")
     assert model.training  # fit restores the mode it found
+
+
+def test_pickled_model_keeps_one_flat_buffer_and_trains_the_same():
+    import pickle
+
+    X, y = fn.datasets.load_digits()
+    X, y = X[:200] / 16, y[:200]
+    model = fn.Sequential([fn.Dense(64, 16, activation="relu"), fn.Dense(16, 10)], seed=0)
+    model.fit(X, y, loss="softmax_cross_entropy", optimizer=fn.optim.Adam(model.parameters()),
+              epochs=1, batch_size=50)
+    clone = pickle.loads(pickle.dumps(model))
+    for p in clone.parameters():
+        assert np.shares_memory(p, clone.flat_parameters)
+    assert all(np.shares_memory(a, b) for a, b in zip(clone.optimizer.params, clone.parameters()))
+    assert np.shares_memory(clone.layers[0].W, clone.flat_parameters)
+    model.fit(X, y, epochs=2, batch_size=50)
+    clone.fit(X, y, epochs=2, batch_size=50)
+    np.testing.assert_array_equal(clone.flat_parameters, model.flat_parameters)
