@@ -10,23 +10,27 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def numerical_gradient(f, x, eps=1e-3):
-    """Central differences of the scalar function ``f`` at ``x`` (an array, nudged in
-    place and restored): ``(f(x + eps e_i) - f(x - eps e_i)) / (2 eps)`` for every i."""
+def numerical_gradient(f, x, eps=1e-3, indices=None):
+    """Central differences of the scalar function ``f`` (no arguments) at ``x``, an array
+    nudged in place and restored: ``(f(x + eps e_i) - f(x - eps e_i)) / (2 eps)``.
+
+    Every entry of ``x`` by default (the result has ``x``'s shape), or only the flat
+    ``indices`` given (the result is 1-D, one value per index)."""
     x = np.asarray(x)
     flat = x.reshape(-1)
     if not np.shares_memory(flat, x):
         raise ValueError("x must be an array that can be nudged in place")
-    grad = np.empty(flat.shape, dtype=np.float64)
-    for i in range(flat.size):
+    idx = range(flat.size) if indices is None else indices
+    grad = np.empty(len(idx), dtype=np.float64)
+    for j, i in enumerate(idx):
         old = flat[i]
         flat[i] = old + eps
         fp = float(f())
         flat[i] = old - eps
         fm = float(f())
         flat[i] = old
-        grad[i] = (fp - fm) / (2 * eps)
-    return grad.reshape(x.shape)
+        grad[j] = (fp - fm) / (2 * eps)
+    return grad.reshape(x.shape) if indices is None else grad
 
 
 @dataclass
@@ -90,15 +94,7 @@ def gradcheck(model, X, y, loss=None, eps=None, rtol=1e-4, atol=1e-6, max_checks
         z = model._forward(X, True)
         return loss(z, target, grad_buf, model.backend)
 
-    numeric = np.empty(idx.size)
-    for j, i in enumerate(idx):
-        old = flat[i]
-        flat[i] = old + eps
-        fp = float(f())
-        flat[i] = old - eps
-        fm = float(f())
-        flat[i] = old
-        numeric[j] = (fp - fm) / (2 * eps)
+    numeric = numerical_gradient(f, flat, eps, indices=idx)
     analytic = analytic_all[idx]
     err = np.abs(analytic - numeric)
     rel = err / np.maximum(np.abs(numeric), np.finfo(np.float64).tiny)

@@ -184,17 +184,25 @@ def leaky_relu_backward_vec(a, da, alpha, out):
 
 # ---------------------------------------------------------------------- softmax
 @register_jitable
+def row_max_sumexp(z, i):
+    """``m = max_j Z_ij`` and ``s = sum_j exp(Z_ij - m)``: the overflow-free pieces of
+    softmax (``exp(Z_ij - m) / s``) and of logsumexp (``m + log s``)."""
+    m = np.float64(z[i, 0])
+    for j in range(1, z.shape[1]):
+        v = np.float64(z[i, j])
+        if v > m:
+            m = v
+    s = 0.0
+    for j in range(z.shape[1]):
+        s += math.exp(np.float64(z[i, j]) - m)
+    return m, s
+
+
+@register_jitable
 def softmax_forward_loop(z, alpha, out):
     """A_ij = exp(Z_ij - max_k Z_ik) / sum_k exp(Z_ik - max_k Z_ik), row by row."""
     for i in range(z.shape[0]):
-        m = np.float64(z[i, 0])
-        for j in range(1, z.shape[1]):
-            v = np.float64(z[i, j])
-            if v > m:
-                m = v
-        s = 0.0
-        for j in range(z.shape[1]):
-            s += math.exp(np.float64(z[i, j]) - m)
+        m, s = row_max_sumexp(z, i)
         for j in range(z.shape[1]):
             out[i, j] = math.exp(np.float64(z[i, j]) - m) / s
 

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from .._config import jit
+from .activations import row_max_sumexp
 
 
 # ------------------------------------------------------- softmax cross-entropy
@@ -22,14 +23,7 @@ def softmax_cross_entropy_loop(z, y, grad):
     m = z.shape[0]
     total = 0.0
     for i in range(m):
-        mx = np.float64(z[i, 0])
-        for j in range(1, z.shape[1]):
-            v = np.float64(z[i, j])
-            if v > mx:
-                mx = v
-        s = 0.0
-        for j in range(z.shape[1]):
-            s += math.exp(np.float64(z[i, j]) - mx)
+        mx, s = row_max_sumexp(z, i)
         lse = mx + math.log(s)
         total += lse - np.float64(z[i, y[i]])
         for j in range(z.shape[1]):
@@ -59,14 +53,7 @@ def softmax_cross_entropy_soft_loop(z, t, grad):
     m = z.shape[0]
     total = 0.0
     for i in range(m):
-        mx = np.float64(z[i, 0])
-        for j in range(1, z.shape[1]):
-            v = np.float64(z[i, j])
-            if v > mx:
-                mx = v
-        s = 0.0
-        for j in range(z.shape[1]):
-            s += math.exp(np.float64(z[i, j]) - mx)
+        mx, s = row_max_sumexp(z, i)
         lse = mx + math.log(s)
         tsum = 0.0
         for j in range(z.shape[1]):
