@@ -58,7 +58,51 @@ class History(Callback):
         return f"History(epochs={len(self.epoch)}, last={last})"
 
 
-class ModelCheckpoint(Callback):
+class _Monitored(Callback):
+    """A callback that watches one logged value (``monitor``): which way is better
+    (``mode``), the best value so far and what counts as an improvement."""
+
+    def __init__(self, monitor, mode, min_delta=0.0):
+        super().__init__()
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode={mode!r}: expected 'auto', 'min' or 'max'")
+        if not (isinstance(min_delta, (int, float)) and math.isfinite(min_delta)):
+            raise ValueError(f"min_delta={min_delta!r}: expected a finite number")
+        if mode == "auto":
+            name = monitor[4:] if monitor.startswith("val_") else monitor
+            if name == "loss":
+                mode = "min"
+            elif name in ("accuracy", "acc"):
+                mode = "max"
+            else:
+                raise ValueError(f"{type(self).__name__} cannot tell whether {monitor!r} "
+                                 "should go down or up: pass mode='min' or mode='max'")
+        self.monitor = monitor
+        self.mode = mode
+        self.min_delta = abs(float(min_delta))
+        self._warned = False
+
+    def _worst(self):
+        return math.inf if self.mode == "min" else -math.inf
+
+    def _is_improvement(self, value, reference):
+        """Better than ``reference`` by more than ``min_delta`` (NaN never is)."""
+        if self.mode == "min":
+            return value + self.min_delta < reference
+        return value - self.min_delta > reference
+
+    def _current(self, logs, consequence):
+        """The monitored value in ``logs``, or None with a warning (once) saying so."""
+        value = (logs or {}).get(self.monitor)
+        if value is None and not self._warned:
+            warnings.warn(f"{type(self).__name__}: {self.monitor!r} is not among the logged "
+                          f"values {sorted(logs or {})}; {consequence} (give fit validation "
+                          "data, or monitor='loss')", stacklevel=3)
+            self._warned = True
+        return value
+
+
+class ModelCheckpoint(_Monitored):
     """Save the model during ``fit``: the best one so far by ``monitor``, or every epoch.
 
     Each save is atomic (see :func:`fastnn.io.save`): a crash mid-save leaves the
@@ -92,36 +136,21 @@ class ModelCheckpoint(Callback):
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=True,
                  mode="auto", include_optimizer=False):
-        super().__init__()
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"mode={mode!r}: expected 'auto', 'min' or 'max'")
+        super().__init__(monitor, mode)
         self.filepath = os.fspath(filepath)
-        self.monitor = monitor
         self.verbose = verbose
         self.save_best_only = save_best_only
-        if mode == "auto":
-            mode = "max" if "acc" in monitor else "min"
-        self.mode = mode
         self.include_optimizer = include_optimizer
         # Kept across fit calls, as Keras does: a second fit (resumed training, say)
         # replaces the checkpoint only with a better model.
-        self.best = math.inf if mode == "min" else -math.inf
+        self.best = self._worst()
         self.best_epoch = None
-        self._warned = False
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if self.save_best_only:
-            value = logs.get(self.monitor)
-            if value is None:
-                if not self._warned:
-                    warnings.warn(f"ModelCheckpoint: {self.monitor!r} is not among the logged "
-                                  f"values {sorted(logs)}; nothing is saved (give fit "
-                                  "validation data, or monitor='loss')", stacklevel=2)
-                    self._warned = True
-                return
-            better = value < self.best if self.mode == "min" else value > self.best
-            if not better:  # NaN is never better
+            value = self._current(logs, "nothing is saved")
+            if value is None or not self._is_improvement(value, self.best):
                 return
             self.best = float(value)
         path = self.filepath.format(epoch=epoch + 1, **logs)
@@ -132,7 +161,7 @@ class ModelCheckpoint(Callback):
             print(f"epoch {epoch + 1}: {where}saved {path}", file=sys.stderr)
 
 
-class EarlyStopping(Callback):
+class EarlyStopping(_Monitored):
     """Stop ``fit`` when a monitored quantity has stopped improving (Keras's semantics).
 
     At the end of each epoch from ``start_from_epoch`` on, the value of ``monitor`` is
@@ -184,27 +213,11 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor="val_loss", min_delta=0, patience=0, mode="auto",
                  restore_best_weights=False, start_from_epoch=0, baseline=None, verbose=0):
-        super().__init__()
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"mode={mode!r}: expected 'auto', 'min' or 'max'")
+        super().__init__(monitor, mode, min_delta)
         for name, value in (("patience", patience), ("start_from_epoch", start_from_epoch)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}={value!r}: expected an integer >= 0")
-        if not (isinstance(min_delta, (int, float)) and math.isfinite(min_delta)):
-            raise ValueError(f"min_delta={min_delta!r}: expected a finite number")
-        if mode == "auto":
-            name = monitor[4:] if monitor.startswith("val_") else monitor
-            if name == "loss":
-                mode = "min"
-            elif name in ("accuracy", "acc"):
-                mode = "max"
-            else:
-                raise ValueError(f"EarlyStopping cannot tell whether {monitor!r} should go "
-                                 "down or up: pass mode='min' or mode='max'")
-        self.monitor = monitor
-        self.min_delta = abs(float(min_delta))
         self.patience = patience
-        self.mode = mode
         self.baseline = baseline
         self.restore_best_weights = restore_best_weights
         self.start_from_epoch = start_from_epoch
@@ -214,25 +227,16 @@ class EarlyStopping(Callback):
     def _reset(self):
         self.wait = 0
         self.stopped_epoch = 0
-        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best = self._worst()
         self.best_epoch = 0
         self.best_weights = None
-
-    def _is_improvement(self, value, reference):
-        if self.mode == "min":
-            return value + self.min_delta < reference
-        return value - self.min_delta > reference
 
     def on_train_begin(self, logs=None):
         self._reset()  # an instance can be reused across fits
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        current = logs.get(self.monitor)
+        current = self._current(logs, "training goes on")
         if current is None:
-            warnings.warn(f"EarlyStopping: {self.monitor!r} is not among the logged values "
-                          f"{sorted(logs)}; give fit validation data or monitor another "
-                          "quantity", stacklevel=2)
             return
         if epoch < self.start_from_epoch:
             return
@@ -262,7 +266,7 @@ class EarlyStopping(Callback):
             self.model.set_weights(self.best_weights)
 
 
-class ReduceLROnPlateau(Callback):
+class ReduceLROnPlateau(_Monitored):
     """Multiply the optimizer's learning rate by ``factor`` when ``monitor`` has not
     improved for ``patience`` epochs (Keras's ``ReduceLROnPlateau``).
 
@@ -299,7 +303,7 @@ class ReduceLROnPlateau(Callback):
 
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
                  min_delta=1e-4, cooldown=0, min_lr=0.0):
-        super().__init__()
+        super().__init__(monitor, mode, min_delta)
         if not (isinstance(factor, (int, float)) and 0.0 < factor < 1.0):
             raise ValueError(f"factor={factor!r}: expected a number in (0, 1)")
         for name, value in (("patience", patience), ("cooldown", cooldown)):
@@ -308,29 +312,18 @@ class ReduceLROnPlateau(Callback):
         for name, value in (("min_delta", min_delta), ("min_lr", min_lr)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name}={value!r}: expected a finite number >= 0")
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"mode={mode!r}: expected 'auto', 'min' or 'max'")
-        self.monitor = monitor
         self.factor = float(factor)
         self.patience = patience
         self.verbose = verbose
-        self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
-        self.min_delta = float(min_delta)
         self.cooldown = cooldown
         self.min_lr = float(min_lr)
         self._reset()
-        self._warned = False
 
     def _reset(self):
-        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best = self._worst()
         self.wait = 0
         self.cooldown_counter = 0
         self.reductions = []
-
-    def _improved(self, value):
-        if self.mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
 
     def on_train_begin(self, logs=None):
         opt = getattr(self.model, "optimizer", None)
@@ -340,18 +333,13 @@ class ReduceLROnPlateau(Callback):
         self._reset()
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
+        value = self._current(logs, "the lr is left alone")
         if value is None:
-            if not self._warned:
-                warnings.warn(f"ReduceLROnPlateau: {self.monitor!r} is not among the logged "
-                              f"values {sorted(logs or {})}; the lr is left alone (give fit "
-                              "validation data, or monitor='loss')", stacklevel=2)
-                self._warned = True
             return
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
-        if self._improved(value):
+        if self._is_improvement(value, self.best):
             self.best = float(value)
             self.wait = 0
         elif self.cooldown_counter == 0:
