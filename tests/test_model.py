@@ -378,3 +378,19 @@ def test_pickled_model_keeps_one_flat_buffer_and_trains_the_same():
     model.fit(X, y, epochs=2, batch_size=50)
     clone.fit(X, y, epochs=2, batch_size=50)
     np.testing.assert_array_equal(clone.flat_parameters, model.flat_parameters)
+
+
+def test_flat_base_finds_the_buffer_and_is_not_fooled_by_lookalikes():
+    from fastnn.params import ParamBuffer, flat_base
+
+    buf = ParamBuffer([(2, 3), (3,), (4, 1)], np.float32)
+    flat = flat_base(buf.params)
+    assert flat is not None and flat.size == 13 and np.shares_memory(flat, buf.data)
+    again = flat_base(buf.params)
+    assert again.__array_interface__["data"] == flat.__array_interface__["data"]
+    assert flat_base(buf.params[::-1]) is None            # out of order
+    assert flat_base([buf.params[0], buf.params[2]]) is None  # a gap
+    copies = [p.copy() for p in buf.params]
+    assert flat_base(copies) is None                       # separate arrays
+    assert flat_base([buf.params[0], np.zeros(3, np.float64)]) is None  # two dtypes
+    assert flat_base([]) is None
