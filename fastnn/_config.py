@@ -15,6 +15,10 @@ FASTNN_CACHE           1          Cache compiled kernels on disk (``__pycache__`
                                   second process does not compile again.
 FASTNN_DTYPE           float32    Default floating dtype of models and data.
 FASTNN_NUM_THREADS     (numba's)  Threads for numba's parallel kernels.
+FASTNN_PARALLEL_MIN    8388608    Elements below which a :func:`jit_sized` kernel runs
+                                  its serial compilation: numba's threads pay only for
+                                  large elementwise work, and a parallel region between
+                                  two BLAS calls makes the two thread pools fight.
 =====================  =========  ===================================================
 
 ``NUMBA_DISABLE_JIT=1`` turns every JIT form into the plain Python loop it was
@@ -65,6 +69,33 @@ def jit(fn):
 def jit_parallel(fn):
     """Like :func:`jit`, with ``parallel=True`` so ``numba.prange`` loops run on threads."""
     return numba.njit(**JIT_PARALLEL)(fn)
+
+
+#: See FASTNN_PARALLEL_MIN above.
+PARALLEL_MIN = int(os.environ.get("FASTNN_PARALLEL_MIN", "") or 8388608)
+
+
+def jit_sized(fn, size=None):
+    """Compile ``fn`` twice, serial and parallel, and run the parallel one only when the
+    work (``size(*args)``, by default the first argument's ``.size``) is at least
+    :data:`PARALLEL_MIN` elements and numba has more than one thread. ``prange`` is
+    ``range`` in the serial compilation, so both give the same result.
+
+    The returned function has the two dispatchers as ``.serial`` and ``.parallel``.
+    """
+    serial, parallel = jit(fn), jit_parallel(fn)
+
+    def call(*args):
+        n = args[0].size if size is None else size(*args)
+        if n >= PARALLEL_MIN and numba.get_num_threads() > 1:
+            return parallel(*args)
+        return serial(*args)
+
+    call.__name__ = call.__qualname__ = fn.__name__.replace("_loop", "") + "_jit"
+    call.__doc__ = fn.__doc__
+    call.__module__ = fn.__module__
+    call.serial, call.parallel = serial, parallel
+    return call
 
 
 def resolve_dtype(dtype):

@@ -311,32 +311,37 @@ def weight_penalty(weights, m, l1=0.0, l2=0.0):
 
 # ======================================================== dropout and norms
 # (naive twins of fastnn/kernels/dropout.py and fastnn/kernels/norm.py go here)
-def philox4x32_10(counter, key):
-    """Random123's Philox4x32-10 on Python integers: four 32-bit counter words and two
-    key words in, four 32-bit words out."""
-    c = list(counter)
-    k0, k1 = key
-    for _ in range(10):
-        prod0 = 0xD2511F53 * c[0]
-        prod1 = 0xCD9E8D57 * c[2]
-        c = [(prod1 >> 32) ^ c[1] ^ k0, prod1 & 0xFFFFFFFF,
-             (prod0 >> 32) ^ c[3] ^ k1, prod0 & 0xFFFFFFFF]
-        k0 = (k0 + 0x9E3779B9) & 0xFFFFFFFF
-        k1 = (k1 + 0xBB67AE85) & 0xFFFFFFFF
-    return c
+def triple32(x):
+    """Chris Wellons's triple32 integer hash on a Python int below 2^32."""
+    x ^= x >> 17
+    x = (x * 0xED5AD4BB) & 0xFFFFFFFF
+    x ^= x >> 11
+    x = (x * 0xAC4C1B51) & 0xFFFFFFFF
+    x ^= x >> 15
+    x = (x * 0x31848BAB) & 0xFFFFFFFF
+    x ^= x >> 14
+    return x
+
+
+def counter_words(key, step, size):
+    """The first ``size`` words of the (key, step) stream: offset a and odd stride g
+    from key and step's 32-bit halves chained through triple32, then word e =
+    triple32((a + e g) mod 2^32)."""
+    key, step = int(key), int(step)
+    h = triple32((step >> 32) ^ 0x9E3779B9)
+    h = triple32(h ^ (step & 0xFFFFFFFF))
+    h = triple32(h ^ (key >> 32))
+    a = triple32(h ^ (key & 0xFFFFFFFF))
+    g = triple32(a ^ 0x7F4A7C15) | 1
+    return [triple32((a + e * g) % 2 ** 32) for e in range(size)]
 
 
 def dropout_keep(key, step, shape, rate):
-    """The 0/1 keep mask: element e (row-major) is kept when the (e % 4)-th word of the
-    Philox block counted (e // 4, step), keyed by ``key``, is below (1 - rate) 2^32."""
-    key, step = int(key), int(step)
+    """The 0/1 keep mask: element e (row-major) is kept when its word of the
+    (key, step) stream, over 2^32, is below 1 - rate."""
     size = int(np.prod(shape))
-    keep = np.zeros(size)
-    for e in range(size):
-        b = e // 4
-        words = philox4x32_10([b & 0xFFFFFFFF, b >> 32, step & 0xFFFFFFFF, step >> 32],
-                              [key & 0xFFFFFFFF, key >> 32])
-        keep[e] = 1.0 if words[e % 4] / 2.0 ** 32 < 1.0 - rate else 0.0
+    words = counter_words(key, step, size)
+    keep = np.array([1.0 if w / 2.0 ** 32 < 1.0 - rate else 0.0 for w in words])
     return keep.reshape(shape)
 
 

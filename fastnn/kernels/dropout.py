@@ -7,27 +7,45 @@ needs no rescaling (the lecture's "inverse dropout")::
     A = D * Z / (1 - rate)          dZ = D * dA / (1 - rate)
 
 with ``D`` the 0/1 mask. ``D[e] = [word(key, step, e) < threshold]`` comes from the
-counter-based generator of ``random.py``. The forward pass stores ``D`` as ``uint8``
-for the backward pass rather than regenerating it: measured on 256 x 4096 float32
-with one thread, the forward costs the same either way (7.4 ms regenerating, 8.0 ms
-also storing the mask: ten Philox rounds per four elements dominate) while the
-backward reading the mask takes 1.7 ms against 7.4 ms regenerating it. (Should the
-generator become much cheaper, regenerating would save the byte per element.)
+counter-based generator of ``random.py``, compared as 32-bit integers (no conversion
+to float). The multiplication is done in the array's dtype with ``scale`` rounded to
+it, as PyTorch does: in float32 a kept element is within 2 ulp of ``Z / (1 - rate)``
+(exact for rates such as 0.2, 0.5, 0.75 whose scale is a short binary fraction).
+
+Measured on 256 x 4096 float32, one thread (the benchmark
+``benchmarks/test_bench_perf_dropout_norm.py``): the forward takes about 0.15 ms, as
+long as NumPy takes to multiply the array by a constant, so the mask is generated at
+memory speed. Storing the mask as ``uint8`` for the backward costs the forward
+nothing measurable, and reading it in the backward costs about the same as
+regenerating it, so the mask is stored (the backward then needs no key or step).
+
+How the loops are written, and why (each found by reading the assembly,
+``dropout_forward_jit.serial.inspect_asm(...)``):
+
+* the element loop runs over slices indexed from 0: on ``range(lo, hi)`` numba's
+  negative-index wraparound check keeps LLVM from vectorizing, which made the loop
+  ten times slower;
+* the generator's arithmetic is held in 32-bit words (see ``random.py``), so it runs
+  16 lanes to an AVX-512 register;
+* the product is taken in the array's dtype: a float32 -> float64 -> float32 round
+  trip in the same loop as the 32-bit hash made LLVM split the vectors and cost
+  twice the time.
 
 Forward ``(x, key, step, threshold, scale, mask, out)``: ``key`` the layer's 64-bit
 key, ``step`` the model's training step, ``threshold`` from
 ``random.keep_threshold(rate)``, ``scale = 1 / (1 - rate)``, ``mask`` a ``uint8``
 array of ``x``'s shape. Backward ``(dy, mask, scale, dx)``. Arrays are C-contiguous;
-``out`` may alias ``x`` and ``dx`` ``dy``. Work is split over threads in chunks of
-``random.CHUNK`` elements; since each element's mask depends only on its index, the
+``out`` may alias ``x`` and ``dx`` ``dy``. The JIT forms run serially below
+``_config.PARALLEL_MIN`` elements and split chunks of ``random.CHUNK`` elements over
+numba's threads above it; since each element's mask depends only on its index, the
 result does not depend on the thread count.
 """
 
 import numpy as np
 from numba import prange
 
-from .._config import jit_parallel
-from .random import CHUNK, _MASK32, _S32, philox4x32, split_key, words_vec
+from .._config import jit_sized
+from .random import CHUNK, keep_limit, stream, triple32, weyl, weyl_next, words_vec
 
 
 def dropout_forward_loop(x, key, step, threshold, scale, mask, out):
@@ -36,28 +54,28 @@ def dropout_forward_loop(x, key, step, threshold, scale, mask, out):
     mf = mask.reshape(mask.size)
     of = out.reshape(out.size)
     n = xf.shape[0]
-    k0, k1, s0, s1 = split_key(key, step)
-    t = np.uint64(threshold)
+    a, g = stream(key, step)
+    limit = keep_limit(threshold)
+    s = xf.dtype.type(scale)
+    zero = xf.dtype.type(0)
     for chunk in prange((n + CHUNK - 1) // CHUNK):
-        for b in range(chunk * (CHUNK // 4), (min((chunk + 1) * CHUNK, n) + 3) // 4):
-            blk = np.uint64(b)
-            w = philox4x32(blk & _MASK32, blk >> _S32, s0, s1, k0, k1)
-            for lane in range(4):
-                e = 4 * b + lane
-                if e < n:
-                    if w[lane] < t:
-                        mf[e] = 1
-                        of[e] = np.float64(xf[e]) * scale
-                    else:
-                        mf[e] = 0
-                        of[e] = 0.0
+        lo = chunk * CHUNK
+        hi = min(lo + CHUNK, n)
+        xs, ms, outs = xf[lo:hi], mf[lo:hi], of[lo:hi]
+        w = weyl(a, g, lo)
+        for k in range(hi - lo):
+            keep = triple32(w) <= limit
+            ms[k] = keep
+            outs[k] = xs[k] * s if keep else zero
+            w = weyl_next(w, g)
 
 
 def dropout_forward_vec(x, key, step, threshold, scale, mask, out):
     """A = D * Z / (1 - rate), D[e] = [word(key, step, e) < threshold], D stored in ``mask``."""
-    np.less(words_vec(key, step, x.size).reshape(x.shape), np.uint64(threshold), out=mask,
-            casting="unsafe")
-    np.multiply(x.astype(np.float64) * scale, mask, out=out, casting="unsafe")
+    np.less_equal(words_vec(key, step, x.size).reshape(x.shape), keep_limit(threshold),
+                  out=mask, casting="unsafe")
+    np.multiply(x, x.dtype.type(scale), out=out)
+    out[mask == 0] = 0
 
 
 def dropout_backward_loop(dy, mask, scale, dx):
@@ -66,18 +84,24 @@ def dropout_backward_loop(dy, mask, scale, dx):
     mf = mask.reshape(mask.size)
     of = dx.reshape(dx.size)
     n = df.shape[0]
+    s = df.dtype.type(scale)
+    zero = df.dtype.type(0)
     for chunk in prange((n + CHUNK - 1) // CHUNK):
-        for e in range(chunk * CHUNK, min((chunk + 1) * CHUNK, n)):
-            of[e] = np.float64(df[e]) * scale if mf[e] != 0 else 0.0
+        lo = chunk * CHUNK
+        hi = min(lo + CHUNK, n)
+        ds, ms, outs = df[lo:hi], mf[lo:hi], of[lo:hi]
+        for k in range(hi - lo):
+            outs[k] = ds[k] * s if ms[k] != 0 else zero
 
 
 def dropout_backward_vec(dy, mask, scale, dx):
     """dZ = D * dA / (1 - rate), with the forward's mask D."""
-    np.multiply(dy.astype(np.float64) * scale, mask, out=dx, casting="unsafe")
+    np.multiply(dy, dy.dtype.type(scale), out=dx)
+    dx[mask == 0] = 0
 
 
-dropout_forward_jit = jit_parallel(dropout_forward_loop)
-dropout_backward_jit = jit_parallel(dropout_backward_loop)
+dropout_forward_jit = jit_sized(dropout_forward_loop)
+dropout_backward_jit = jit_sized(dropout_backward_loop)
 
 DROPOUT_FORWARD = {"loop": dropout_forward_loop, "vec": dropout_forward_vec,
                    "jit": dropout_forward_jit}
