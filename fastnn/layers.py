@@ -504,7 +504,8 @@ class BatchNorm(_Norm):
         out = self._ws.get("a", x.shape, self.dtype)
         if training:
             self._forward_train(x, self.gamma, self.beta, self.momentum, self.eps,
-                                self.running_mean, self.running_var, mean, invstd, out)
+                                self.running_mean, self.running_var, mean, invstd, out,
+                                self._ws.get("coef_forward", (2, n), self.dtype))
         else:
             self._forward_eval(x, self.gamma, self.beta, self.eps, self.running_mean,
                                self.running_var, mean, invstd, out)
@@ -518,7 +519,8 @@ class BatchNorm(_Norm):
         self._backward(self._x, dy, self.gamma, self._ws.get("mean", (n,), np.float64),
                        self._ws.get("invstd", (n,), np.float64), self._batch_stats,
                        self._ws.get("acc_dy", (n,), np.float64),
-                       self._ws.get("acc_dyx", (n,), np.float64), self.dgamma, self.dbeta, dx)
+                       self._ws.get("acc_dyx", (n,), np.float64), self.dgamma, self.dbeta, dx,
+                       self._ws.get("coef_backward", (4, n), self.dtype))
         return dx if self.need_input_grad else None
 
 

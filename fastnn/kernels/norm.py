@@ -24,8 +24,18 @@ Statistics ``mean`` and ``invstd = 1/sqrt(sigma^2 + eps)`` are float64 arrays th
 caller preallocates (``(n,)`` for batch norm, ``(m,)`` for layer norm); the forward
 fills them and the backward reads them. ``acc_dy`` and ``acc_dyx`` are float64
 ``(n,)`` scratch arrays for the column sums. ``dx`` with no rows skips the input
-gradient. Loop forms load every element as float64 and round once on store, so the
-loop and its compilation agree to the bit.
+gradient. Loop forms and their compilations agree to the bit.
+
+Batch norm in training is the hot path, written for speed (256 x 1024 float32 forward
+plus backward: 0.34 ms before, about 0.16 ms now, one thread). The statistics stay
+float64 two-pass sums, but are gathered as partial sums of ``ROWS`` rows in the data's
+dtype, four rows per sweep, then added into the float64 accumulators: float64 loads,
+conversions and adds per element cost twice float32's, and the partials keep the
+float32 rounding to 16 terms. The elementwise passes (normalize, input gradient) run
+in the data's dtype with per-feature constants rounded to it once (``coef``), rows
+outer and features inner, every loop starting at 0 so that LLVM vectorizes it; each
+element is read twice in the forward statistics, once to normalize, twice in the
+backward. Layer norm and evaluation mode keep the float64 elementwise form.
 """
 
 import math
@@ -37,6 +47,62 @@ from .._config import jit
 
 
 # ------------------------------------------------------------------ batch norm
+#: Rows summed in the data's dtype before the partial sums join the float64
+#: accumulators (float64 loads and adds per element cost twice float32's).
+ROWS = 16
+
+
+@register_jitable
+def _column_sums(x, i0, i1, c, square, part):
+    """part[j] = sum_{i0 <= i < i1} x[i, j], or with ``square`` the sum of
+    (x[i, j] - c[j])^2, in x's dtype. Four rows per sweep: a quarter of the loads and
+    stores of ``part``, which bound the one-row loop."""
+    n = x.shape[1]
+    for j in range(n):
+        part[j] = 0.0
+    i = i0
+    while i + 4 <= i1:
+        if square:
+            for j in range(n):
+                d0 = x[i, j] - c[j]
+                d1 = x[i + 1, j] - c[j]
+                d2 = x[i + 2, j] - c[j]
+                d3 = x[i + 3, j] - c[j]
+                part[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+        else:
+            for j in range(n):
+                part[j] += (x[i, j] + x[i + 1, j]) + (x[i + 2, j] + x[i + 3, j])
+        i += 4
+    while i < i1:
+        for j in range(n):
+            d = x[i, j] - c[j] if square else x[i, j]
+            part[j] += d * d if square else d
+        i += 1
+
+
+@register_jitable
+def _column_dots(x, dy, i0, i1, c, sdy, sdyx):
+    """sdy[j] = sum_i dy[i, j] and sdyx[j] = sum_i dy[i, j] (x[i, j] - c[j]) over
+    i0 <= i < i1, in x's dtype, four rows per sweep."""
+    n = x.shape[1]
+    for j in range(n):
+        sdy[j] = 0.0
+        sdyx[j] = 0.0
+    i = i0
+    while i + 4 <= i1:
+        for j in range(n):
+            d0, d1, d2, d3 = dy[i, j], dy[i + 1, j], dy[i + 2, j], dy[i + 3, j]
+            sdy[j] += (d0 + d1) + (d2 + d3)
+            sdyx[j] += ((d0 * (x[i, j] - c[j]) + d1 * (x[i + 1, j] - c[j]))
+                        + (d2 * (x[i + 2, j] - c[j]) + d3 * (x[i + 3, j] - c[j])))
+        i += 4
+    while i < i1:
+        for j in range(n):
+            sdy[j] += dy[i, j]
+            sdyx[j] += dy[i, j] * (x[i, j] - c[j])
+        i += 1
+
+
 @register_jitable
 def _affine_columns(x, gamma, beta, mean, invstd, out):
     """out = gamma * (Z - mu) / sigma + beta, statistics per column (feature)."""
@@ -47,27 +113,33 @@ def _affine_columns(x, gamma, beta, mean, invstd, out):
 
 
 def batchnorm_forward_train_loop(x, gamma, beta, momentum, eps, running_mean, running_var,
-                                 mean, invstd, out):
+                                 mean, invstd, out, coef=None):
     """Normalize with the batch's mean and biased variance; update the running estimates.
 
     ``running = (1 - momentum) running + momentum batch`` with the unbiased variance
     ``m/(m-1) sigma^2`` in ``running_var`` (PyTorch's ``BatchNorm1d``). A batch of one
     sample has no variance estimate: its output is ``beta`` and the running estimates
-    stay as they are.
+    stay as they are. ``coef``, a ``(2, n)`` scratch array of ``x``'s dtype, is
+    allocated when not given.
     """
     m, n = x.shape
+    if coef is None:
+        coef = np.empty((2, n), x.dtype)
+    part, ct, kt = coef[0], coef[0], coef[1]
     for j in range(n):
         mean[j] = 0.0
-        invstd[j] = 0.0
-    for i in range(m):
+        invstd[j] = 0.0  # the sum of squared deviations for now
+    for i0 in range(0, m, ROWS):
+        _column_sums(x, i0, min(i0 + ROWS, m), kt, False, part)
         for j in range(n):
-            mean[j] += np.float64(x[i, j])
+            mean[j] += np.float64(part[j])
     for j in range(n):
         mean[j] = mean[j] / m
-    for i in range(m):  # invstd holds the sum of squared deviations for now
+        ct[j] = mean[j]
+    for i0 in range(0, m, ROWS):  # second pass: squared deviations from the mean
+        _column_sums(x, i0, min(i0 + ROWS, m), ct, True, kt)
         for j in range(n):
-            d = np.float64(x[i, j]) - mean[j]
-            invstd[j] += d * d
+            invstd[j] += np.float64(kt[j])
     for j in range(n):
         ssd = invstd[j]
         if m > 1:
@@ -76,11 +148,15 @@ def batchnorm_forward_train_loop(x, gamma, beta, momentum, eps, running_mean, ru
             running_var[j] = ((1.0 - momentum) * np.float64(running_var[j])
                               + momentum * (ssd / (m - 1)))
         invstd[j] = 1.0 / math.sqrt(ssd / m + eps)
-    _affine_columns(x, gamma, beta, mean, invstd, out)
+        kt[j] = np.float64(gamma[j]) * invstd[j]
+    for i in range(m):
+        xr, orow = x[i], out[i]
+        for j in range(n):
+            orow[j] = (xr[j] - ct[j]) * kt[j] + beta[j]
 
 
 def batchnorm_forward_train_vec(x, gamma, beta, momentum, eps, running_mean, running_var,
-                                mean, invstd, out):
+                                mean, invstd, out, coef=None):
     """Normalize with the batch's mean and biased variance; update the running estimates."""
     m = x.shape[0]
     x64 = x.astype(np.float64)
@@ -92,7 +168,8 @@ def batchnorm_forward_train_vec(x, gamma, beta, momentum, eps, running_mean, run
         running_var[...] = ((1.0 - momentum) * running_var.astype(np.float64)
                             + momentum * (ssd / (m - 1)))
     np.divide(1.0, np.sqrt(ssd / m + eps), out=invstd)
-    np.add(gamma.astype(np.float64) * (d * invstd), beta, out=out, casting="unsafe")
+    dt = x.dtype.type
+    np.add((x - mean.astype(dt)) * (gamma * invstd).astype(dt), beta, out=out)
 
 
 def batchnorm_forward_eval_loop(x, gamma, beta, eps, running_mean, running_var, mean,
@@ -115,52 +192,64 @@ def batchnorm_forward_eval_vec(x, gamma, beta, eps, running_mean, running_var, m
 
 
 def batchnorm_backward_loop(x, dy, gamma, mean, invstd, batch_stats, acc_dy, acc_dyx,
-                            dgamma, dbeta, dx):
+                            dgamma, dbeta, dx, coef=None):
     """dgamma, dbeta and dZ = gamma/sigma (dZ~ - mean_i dZ~ - Z_norm mean_i(dZ~ Z_norm)).
 
     With ``batch_stats`` False (statistics taken as constants: evaluation mode) the
-    two mean terms drop: ``dZ = gamma/sigma dZ~``.
+    two mean terms drop: ``dZ = gamma/sigma dZ~``. ``coef``, a ``(4, n)`` scratch array
+    of ``x``'s dtype, is allocated when not given.
     """
     m, n = x.shape
+    if coef is None:
+        coef = np.empty((4, n), x.dtype)
+    ct, pt, qt, rt = coef[0], coef[1], coef[2], coef[3]
     for j in range(n):
         acc_dy[j] = 0.0
-        acc_dyx[j] = 0.0
-    for i in range(m):
+        acc_dyx[j] = 0.0  # sum_i dZ~ (Z - mu) for now
+        ct[j] = mean[j]
+    for i0 in range(0, m, ROWS):
+        _column_dots(x, dy, i0, min(i0 + ROWS, m), ct, rt, qt)
         for j in range(n):
-            g = np.float64(dy[i, j])
-            acc_dy[j] += g
-            acc_dyx[j] += g * ((np.float64(x[i, j]) - mean[j]) * invstd[j])
+            acc_dy[j] += np.float64(rt[j])
+            acc_dyx[j] += np.float64(qt[j])
     for j in range(n):
+        acc_dyx[j] = acc_dyx[j] * invstd[j]
         dgamma[j] = acc_dyx[j]
         dbeta[j] = acc_dy[j]
+        # dZ = ((dZ~ - s) - (Z - mu) q) p with p = gamma/sigma, s = mean(dZ~) and
+        # q = mean(dZ~ Z_norm)/sigma: constants per feature, so the second pass is a short
+        # chain per element in the data's dtype (dZ~ - s first, so that a batch of one
+        # gives exactly 0)
+        pt[j] = np.float64(gamma[j]) * invstd[j]
         if batch_stats:
-            acc_dy[j] = acc_dy[j] / m
-            acc_dyx[j] = acc_dyx[j] / m
+            qt[j] = (acc_dyx[j] / m) * invstd[j]
+            rt[j] = acc_dy[j] / m
         else:
-            acc_dy[j] = 0.0
-            acc_dyx[j] = 0.0
+            qt[j] = 0.0
+            rt[j] = 0.0
     if dx.shape[0] > 0:
         for i in range(m):
+            xr, dr, dxr = x[i], dy[i], dx[i]
             for j in range(n):
-                xn = (np.float64(x[i, j]) - mean[j]) * invstd[j]
-                dx[i, j] = ((np.float64(dy[i, j]) - acc_dy[j] - xn * acc_dyx[j])
-                            * (np.float64(gamma[j]) * invstd[j]))
+                dxr[j] = ((dr[j] - rt[j]) - (xr[j] - ct[j]) * qt[j]) * pt[j]
 
 
 def batchnorm_backward_vec(x, dy, gamma, mean, invstd, batch_stats, acc_dy, acc_dyx,
-                           dgamma, dbeta, dx):
+                           dgamma, dbeta, dx, coef=None):
     """dgamma, dbeta and dZ = gamma/sigma (dZ~ - mean_i dZ~ - Z_norm mean_i(dZ~ Z_norm))."""
     m = x.shape[0]
-    xn = (x.astype(np.float64) - mean) * invstd
     dy64 = dy.astype(np.float64)
     np.sum(dy64, axis=0, out=acc_dy)
-    np.einsum("ij,ij->j", dy64, xn, out=acc_dyx)
+    np.einsum("ij,ij->j", dy64, x.astype(np.float64) - mean, out=acc_dyx)
+    acc_dyx *= invstd
     dgamma[...] = acc_dyx
     dbeta[...] = acc_dy
     if dx.shape[0] > 0:
-        if batch_stats:
-            dy64 = dy64 - acc_dy / m - xn * (acc_dyx / m)
-        np.multiply(dy64, gamma.astype(np.float64) * invstd, out=dx, casting="unsafe")
+        dt = x.dtype.type
+        p = gamma * invstd
+        q = (acc_dyx / m) * invstd if batch_stats else np.zeros_like(p)
+        s = acc_dy / m if batch_stats else np.zeros_like(p)
+        dx[...] = ((dy - s.astype(dt)) - (x - mean.astype(dt)) * q.astype(dt)) * p.astype(dt)
 
 
 # ------------------------------------------------------------------ layer norm
