@@ -1,7 +1,7 @@
 """Inverted dropout, forward A = D * Z / (1 - rate) and backward dZ = D * dA / (1 - rate).
 
-fastnn draws the mask D from a counter-based generator (Philox, keyed by seed, step
-and element index) and stores it as uint8 for the backward pass. The torch peer is
+fastnn draws the mask D from a counter-based generator (a hash of key, step and
+element index, ``fastnn.kernels.random``) and stores it as uint8 for the backward pass. The torch peer is
 ``F.dropout`` forward and ATen's ``native_dropout_backward`` (what autograd runs).
 float32, rate 0.5.
 """
