@@ -15,17 +15,21 @@ FASTNN_CACHE           1          Cache compiled kernels on disk (``__pycache__`
                                   second process does not compile again.
 FASTNN_DTYPE           float32    Default floating dtype of models and data.
 FASTNN_NUM_THREADS     (numba's)  Threads for numba's parallel kernels.
-FASTNN_PARALLEL_MIN    8388608    Elements below which a :func:`jit_sized` kernel runs
-                                  its serial compilation: numba's threads pay only for
-                                  large elementwise work, and a parallel region between
-                                  two BLAS calls makes the two thread pools fight.
+FASTNN_PARALLEL_MIN    16777216   Elements below which a :func:`jit_sized` kernel runs
+                                  its serial compilation (dropout, uniform): a parallel
+                                  region between two BLAS calls makes the two thread
+                                  pools fight (see :data:`PARALLEL_MIN`).
 =====================  =========  ===================================================
+
+``FASTNN_OPTIM_PARALLEL_MIN`` (default 262144): elements from which an optimizer step,
+and its check of the gradient, run on numba's threads (:mod:`fastnn.optim`).
 
 ``NUMBA_DISABLE_JIT=1`` turns every JIT form into the plain Python loop it was
 compiled from, so the whole suite can run without compiling anything.
 """
 
 import os
+import types
 
 import numba
 import numpy as np
@@ -60,6 +64,15 @@ _threads = os.environ.get("FASTNN_NUM_THREADS")
 if _threads:
     numba.set_num_threads(int(_threads))
 
+#: Elements from which an optimizer step (and its gradient check) runs on numba's
+#: threads; see FASTNN_OPTIM_PARALLEL_MIN above.
+OPTIM_PARALLEL_MIN = int(os.environ.get("FASTNN_OPTIM_PARALLEL_MIN", "") or 262144)
+
+
+def threads():
+    """The number of threads numba's parallel kernels use now."""
+    return numba.get_num_threads()
+
 
 def jit(fn):
     """Compile ``fn`` (a loop form) with the package's flags; compiles lazily on first call."""
@@ -68,11 +81,24 @@ def jit(fn):
 
 def jit_parallel(fn):
     """Like :func:`jit`, with ``parallel=True`` so ``numba.prange`` loops run on threads."""
-    return numba.njit(**JIT_PARALLEL)(fn)
+    # numba's disk cache names an entry by the function's qualified name, source and
+    # signature, not by its flags: a serial and a parallel compilation of one loop would
+    # load each other's machine code. The parallel one is compiled from a twin with a
+    # name of its own.
+    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__,
+                              fn.__closure__)
+    twin.__qualname__ = fn.__qualname__ + "_parallel"
+    twin.__module__, twin.__doc__ = fn.__module__, fn.__doc__
+    return numba.njit(**JIT_PARALLEL)(twin)
 
 
-#: See FASTNN_PARALLEL_MIN above.
-PARALLEL_MIN = int(os.environ.get("FASTNN_PARALLEL_MIN", "") or 8388608)
+#: Measured on 2 cores with ``benchmarks/test_bench_perf_dropout_norm.py``'s alternation
+#: (np.dot 128x784 @ 784x256 in an njit kernel, then dropout of its output, repeated):
+#: with a 2-thread OpenBLAS, dropout on numba's 2 threads made a step 8 to 40 ms
+#: instead of 0.33 ms serial, while alone 2 threads save at most ~1 ms even at 16M
+#: elements (memory-bound). So threads are for work far beyond a training step's; with
+#: BLAS pinned to 1 thread they pay from ~64K elements (FASTNN_PARALLEL_MIN=65536).
+PARALLEL_MIN = int(os.environ.get("FASTNN_PARALLEL_MIN", "") or 16777216)
 
 
 def jit_sized(fn, size=None):
