@@ -14,7 +14,8 @@ FASTNN_CACHE           1          Cache compiled kernels on disk (``__pycache__`
                                   next to the sources, or ``NUMBA_CACHE_DIR``), so a
                                   second process does not compile again.
 FASTNN_DTYPE           float32    Default floating dtype of models and data.
-FASTNN_NUM_THREADS     (numba's)  Threads for numba's parallel kernels.
+FASTNN_NUM_THREADS     (numba's)  Threads for numba's parallel kernels: calls
+                                  :func:`set_num_threads` at import (see below).
 FASTNN_PARALLEL_MIN    16777216   Elements below which a :func:`jit_sized` kernel runs
                                   its serial compilation (dropout, uniform): a parallel
                                   region between two BLAS calls makes the two thread
@@ -22,7 +23,15 @@ FASTNN_PARALLEL_MIN    16777216   Elements below which a :func:`jit_sized` kerne
 =====================  =========  ===================================================
 
 ``FASTNN_OPTIM_PARALLEL_MIN`` (default 262144): elements from which an optimizer step,
-and its check of the gradient, run on numba's threads (:mod:`fastnn.optim`).
+and its check of the gradient, run on numba's threads (:mod:`fastnn.optim`), once
+threads were given with ``FASTNN_NUM_THREADS`` or :func:`set_num_threads`.
+
+Threads. numba's pool and BLAS's (OpenBLAS) both busy-wait after each call, so a
+training step, which alternates matrix products and elementwise kernels, must not have
+both multi-threaded: :func:`set_num_threads` (or ``FASTNN_NUM_THREADS``) gives fastnn's
+kernels ``n`` threads and pins BLAS to one; without it the optimizers' kernels are
+serial and BLAS keeps its threads (:func:`jit_sized` kernels split only above
+``FASTNN_PARALLEL_MIN``).
 
 ``NUMBA_DISABLE_JIT=1`` turns every JIT form into the plain Python loop it was
 compiled from, so the whole suite can run without compiling anything.
@@ -60,18 +69,52 @@ DEFAULT_DTYPE = np.dtype(os.environ.get("FASTNN_DTYPE", "float32"))
 if DEFAULT_DTYPE not in (np.float32, np.float64):
     raise ValueError(f"FASTNN_DTYPE={DEFAULT_DTYPE}: expected float32 or float64")
 
-_threads = os.environ.get("FASTNN_NUM_THREADS")
-if _threads:
-    numba.set_num_threads(int(_threads))
-
 #: Elements from which an optimizer step (and its gradient check) runs on numba's
-#: threads; see FASTNN_OPTIM_PARALLEL_MIN above.
+#: threads, once :func:`set_num_threads` has given them (see the table above).
 OPTIM_PARALLEL_MIN = int(os.environ.get("FASTNN_OPTIM_PARALLEL_MIN", "") or 262144)
+
+_num_threads = 1  # threads fastnn was given; 1 until set_num_threads
+
+
+def set_num_threads(n):
+    """Give fastnn's large elementwise kernels (optimizer steps) ``n`` threads.
+
+    numba's pool gets ``n`` threads and, for ``n > 1``, every BLAS loaded (numpy's and
+    scipy's OpenBLAS, the one numba's ``np.dot`` calls; needs threadpoolctl) is pinned
+    to one thread. A training step alternates matrix products and elementwise kernels,
+    and both pools busy-wait after each call: with two threads each on two cores they
+    took turns spinning on each other's cores (a 10M Adam step after a 128x784 @
+    784x256 product: 16 ms instead of 5.4 ms). So the threads go to one pool at a time:
+    ``n = 1`` (the default) keeps every fastnn kernel serial and leaves BLAS its threads.
+    ``FASTNN_NUM_THREADS=n`` calls this at import. Returns the previous ``n``."""
+    global _num_threads
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"n={n}: expected a number of threads >= 1")
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    if n > 1:
+        try:
+            import scipy.linalg  # noqa: F401  load scipy's OpenBLAS so that the limit covers it
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            pass
+        else:
+            threadpool_limits(limits=1, user_api="blas")
+    previous, _num_threads = _num_threads, n
+    return previous
 
 
 def threads():
-    """The number of threads numba's parallel kernels use now."""
-    return numba.get_num_threads()
+    """Threads fastnn's parallel kernels may split over: those given by
+    :func:`set_num_threads` (1 until then), at most numba's current count."""
+    if _num_threads == 1:
+        return 1
+    return min(_num_threads, numba.get_num_threads())
+
+
+_threads = os.environ.get("FASTNN_NUM_THREADS")
+if _threads:
+    set_num_threads(int(_threads))
 
 
 def jit(fn):

@@ -34,8 +34,16 @@ import warnings
 
 import numpy as np
 
+from . import _config
 from ._config import resolve_backend
-from .kernels.optim import OPTIMIZER_KERNELS, PENALTY_KERNELS, SUMSQ_KERNELS
+from .kernels.optim import (
+    F32_EXPONENT,
+    MAX_EXPONENT_KERNELS,
+    OPTIMIZER_KERNELS,
+    PARALLEL_KERNELS,
+    PENALTY_KERNELS,
+    SUMSQ_KERNELS,
+)
 from .params import flat_base
 
 _NONFINITE = ("skip", "raise", "apply")
@@ -200,6 +208,11 @@ class Optimizer:
         self.backend = resolve_backend(backend)
         self._kernel = OPTIMIZER_KERNELS[self.kernel][self.backend]
         self._sumsq = SUMSQ_KERNELS[self.backend]
+        self._max_exponent = MAX_EXPONENT_KERNELS[self.backend]
+        jit = self.backend == "jit"
+        self._kernel_parallel = PARALLEL_KERNELS[self.kernel] if jit else None
+        self._sumsq_parallel = PARALLEL_KERNELS["sumsq"] if jit else None
+        self._max_exponent_parallel = PARALLEL_KERNELS["max_exponent"] if jit else None
         sizes = [p.size for p in self.params]
         self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         size = int(self._offsets[-1])
@@ -333,12 +346,11 @@ class Optimizer:
         chunks = self._chunks(self._check_grads(grads))
         gscale = -1.0 if self.maximize else 1.0
         if self.clip_norm is not None or self.on_nonfinite != "apply":
-            sumsq = sum(self._sumsq(g) for _, g, _ in chunks)
+            sumsq = self._gradient_sumsq(chunks)
             if not math.isfinite(sumsq):
                 if self.on_nonfinite == "raise":
                     raise FloatingPointError(
-                        f"step {self.step_count}: the gradient has a NaN or an infinity "
-                        f"(squared norm {sumsq})")
+                        f"step {self.step_count}: the gradient has a NaN or an infinity")
                 if self.on_nonfinite == "skip":
                     self.skipped_steps += 1
                     warnings.warn(f"{type(self).__name__}: skipped step {self.step_count}, "
@@ -348,11 +360,42 @@ class Optimizer:
             if self.clip_norm is not None:
                 gscale *= clip_coefficient(math.sqrt(sumsq), self.clip_norm)
         clip = math.inf if self.clip_value is None else self.clip_value
-        scalars = self._scalars(self.current_lr())
+        # the kernels compute in the buffer's dtype: every float scalar converted once
+        cast = self.params[0].dtype.type
+        scalars = tuple(cast(x) if isinstance(x, float) else x for x in
+                        (gscale, clip, *self._scalars(self.current_lr())))
         for p, g, state in chunks:
-            self._kernel(p, g, *state, gscale, clip, *scalars)
+            self._pick(self._kernel, self._kernel_parallel, p.size)(p, g, *state, *scalars)
         self.step_count += 1
         return True
+
+    def _gradient_sumsq(self, chunks):
+        """The gradients' squared norm (float64), or only 0.0 / inf when the norm is not
+        needed (no ``clip_norm``) and the gradients are float32.
+
+        A pass of its own over the gradients, before any write: a step skipped for a
+        NaN found late must leave everything untouched, and clipping needs the norm
+        before the first update. It reads one array where the update reads three or
+        four and writes two or three. Without clipping, float32 gradients take the
+        integer exponent check (vectorized, a third of the time of the float64 sum),
+        which says the same: their squared norm cannot overflow float64."""
+        if self.clip_norm is None and self.params[0].dtype == np.float32:
+            for _, g, _ in chunks:
+                kernel = self._pick(self._max_exponent, self._max_exponent_parallel, g.size)
+                if kernel(g.view(np.uint32), F32_EXPONENT) == F32_EXPONENT:
+                    return math.inf
+            return 0.0
+        return sum(self._pick(self._sumsq, self._sumsq_parallel, g.size)(g)
+                   for _, g, _ in chunks)
+
+    @staticmethod
+    def _pick(serial, parallel, size):
+        """The kernel's form split over numba's threads for ``size`` elements at and above
+        ``_config.OPTIM_PARALLEL_MIN`` (when there are threads to split over), else the
+        serial one: both give the same bits."""
+        if parallel is not None and size >= _config.OPTIM_PARALLEL_MIN and _config.threads() > 1:
+            return parallel
+        return serial
 
     def __repr__(self):
         lr = self.lr if not callable(self.lr) else repr(self.lr)
@@ -522,7 +565,9 @@ class RMSprop(Optimizer):
                 "momentum_buffer": self.momentum > 0}
 
     def _scalars(self, lr):
-        return (lr, self.weight_decay, self.alpha, 1.0 - self.alpha, self.eps, self.momentum,
+        w = 1.0 - self.alpha
+        # torch's lerp computes 1 - w itself; 1 - (1 - alpha) need not be alpha
+        return (lr, self.weight_decay, self.alpha, w, 1.0 - w, self.eps, self.momentum,
                 self.centered)
 
 
@@ -610,8 +655,8 @@ class Adam(Optimizer):
         step_size = lr / (1 - beta1 ** t)
         bc2_sqrt = (1 - beta2 ** t) ** 0.5
         decay, wd = self._decay(lr)
-        return (decay, wd, 1 - beta1, beta2, 1 - beta2, step_size, bc2_sqrt, self.eps,
-                self.amsgrad)
+        return (decay, wd, 1 - beta1, 1 - (1 - beta1), beta2, 1 - beta2, step_size, bc2_sqrt,
+                self.eps, self.amsgrad)
 
 
 class AdamW(Adam):
@@ -660,7 +705,7 @@ class Adamax(Optimizer):
     def _scalars(self, lr):
         beta1, beta2 = self.betas
         clr = lr / (1 - beta1 ** float(self.step_count + 1))
-        return (self.weight_decay, 1 - beta1, beta2, self.eps, clr)
+        return (self.weight_decay, 1 - beta1, 1 - (1 - beta1), beta2, self.eps, clr)
 
 
 class NAdam(Adam):
@@ -714,8 +759,8 @@ class NAdam(Adam):
         c_grad = lr * (1.0 - mu) / (1.0 - self.mu_product)
         c_avg = (lr * mu_next) / (1.0 - mu_product_next)
         decay, wd = self._decay(lr)
-        return (decay, wd, 1 - beta1, beta2, 1 - beta2, bias_correction2, self.eps, c_grad,
-                c_avg)
+        return (decay, wd, 1 - beta1, 1 - (1 - beta1), beta2, 1 - beta2, bias_correction2,
+                self.eps, c_grad, c_avg)
 
 
 #: name -> optimizer class, for ``fit(optimizer='adam')`` and the command line.

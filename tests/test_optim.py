@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 import fastnn as fn
-from fastnn.kernels.optim import OPTIMIZER_KERNELS, PENALTY_KERNELS, SUMSQ_KERNELS
+from fastnn.kernels.optim import (
+    F32_EXPONENT,
+    MAX_EXPONENT_KERNELS,
+    OPTIMIZER_KERNELS,
+    PENALTY_KERNELS,
+    SUMSQ_KERNELS,
+)
 from fastnn.optim import OPTIMIZERS, WeightPenalty, clip_grad_norm_, clip_grad_value_
 
 import reference
@@ -95,6 +101,27 @@ def test_three_forms_agree(optimizer, kwargs, dtype):
     np.testing.assert_array_equal(jit, loop)
     tol = dict(rtol=1e-12, atol=1e-15) if dtype == np.float64 else dict(rtol=2e-5, atol=1e-6)
     np.testing.assert_allclose(vec, loop, **tol)
+
+
+@pytest.mark.parametrize("optimizer,kwargs", SETTINGS,
+                         ids=[f"{o}-{i}" for i, (o, _) in enumerate(SETTINGS)])
+def test_parallel_kernels_give_the_loops_bits(optimizer, kwargs, monkeypatch):
+    """Above _config.OPTIM_PARALLEL_MIN the step and its gradient check run split over
+    numba's threads; float32, several blocks of the sum of squares, the loop's bits."""
+    import numba
+
+    from fastnn import _config
+    monkeypatch.setattr(_config, "OPTIM_PARALLEL_MIN", 1)
+    monkeypatch.setattr(_config, "threads", lambda: 2)
+    n = 70_000  # two blocks of the sum of squares
+    rng = np.random.default_rng(5)
+    p0 = rng.standard_normal(n).astype(np.float32)
+    grads = [rng.standard_normal(n).astype(np.float32) for _ in range(2)]
+    comp, opt = _trajectory(optimizer, kwargs, "jit", p0=p0, grads=grads, dtype=np.float32)
+    assert numba.config.NUMBA_NUM_THREADS < 2 or opt._pick(
+        opt._kernel, opt._kernel_parallel, n) is opt._kernel_parallel
+    ref, _ = _trajectory(optimizer, kwargs, "loop", p0=p0, grads=grads, dtype=np.float32)
+    np.testing.assert_array_equal(comp, ref)
 
 
 def test_momentum_twin():
@@ -307,6 +334,25 @@ def test_nonfinite_gradient_skips_the_step(form, bad):
     assert opt.step([np.array([0.1, 0.2, 0.3])]) is True
     ref = reference.adam(before * 0 + [1.0, 2.0, 3.0], [[0.1, 0.2, 0.3]] * 2, lr=0.1)[-1]
     np.testing.assert_allclose(p, ref, rtol=1e-14)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("form", FORMS)
+def test_nonfinite_float32_gradient_skips_the_step(form, bad):
+    """float32 gradients are checked through their exponent bits (no clip_norm)."""
+    p = np.array([1.0, 2.0, 3.0], np.float32)
+    opt = fn.optim.Adam([p], lr=0.1, backend=form)
+    before = p.copy()
+    with pytest.warns(RuntimeWarning, match="skipped step 0"):
+        assert opt.step([np.array([0.1, 0.2, bad], np.float32)]) is False
+    np.testing.assert_array_equal(p, before)
+    assert not opt.state["exp_avg"].any() and opt.skipped_steps == 1
+    huge = np.array([3e38, -3e38, 1.0], np.float32)  # finite, though g^2 overflows: applied
+    with np.errstate(over="ignore"):
+        assert opt.step([huge]) is True
+    assert np.all(np.isfinite(p)) and opt.step_count == 1
+    bits = np.array([0.0, -np.inf, 1.0], np.float32).view(np.uint32)
+    assert MAX_EXPONENT_KERNELS[form](bits, F32_EXPONENT) == F32_EXPONENT
 
 
 def test_nonfinite_gradient_raise_and_apply():

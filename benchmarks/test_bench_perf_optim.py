@@ -1,0 +1,138 @@
+"""Optimizer steps against the memory bound: issue 8's optimizer rows.
+
+One group per row, ``<name>_perf[<size>]``, all measured in the same run:
+
+``copy_bound``
+    A copy over the same arrays as the optimizer, reading param, grad and every
+    state array and writing param and the state (Adam: 4 reads, 3 writes, the
+    "7-stream copy"): the time no update of those arrays can beat.
+``jit``
+    ``opt.step(grads)`` of fastnn with its defaults: the non-finite check (a pass
+    reading the gradient) and the fused update.
+``jit_apply``
+    The same with ``on_nonfinite='apply'``: the update alone, as ``torch.optim``
+    does it (no check).
+``torch``, ``torch_foreach``, ``torch_fused``
+    ``torch.optim`` on the same flat float32 tensor: the default (single-tensor)
+    path, ``foreach=True`` and ``fused=True`` where torch has them (skipped where not,
+    and without torch).
+
+10M float32 parameters in one flat buffer, with ``FASTNN_BENCH_THREADS`` threads
+(torch pinned by ``conftest.py``, fastnn given them by ``_config.set_num_threads``)::
+
+    FASTNN_BENCH_THREADS=2 python -m pytest benchmarks/test_bench_perf_optim.py \\
+        --benchmark-enable --benchmark-columns=min,median
+
+With timing off (the plain test run) the size is 10k, so that the smoke run takes
+seconds.
+"""
+
+import numpy as np
+import pytest
+from _common import THREADS, Size, random
+from numba import prange
+
+from fastnn import _config, optim
+from fastnn._config import jit, jit_parallel
+
+LR = 1e-3
+# name -> (fastnn kwargs, torch class, torch kwargs, state arrays): the same update
+CASES = {
+    "sgd": ({"momentum": 0.9}, "SGD", {"momentum": 0.9}, 1),
+    "momentum": ({"beta": 0.9}, "SGD", {"momentum": 0.9, "dampening": 0.1}, 1),
+    "adagrad": ({}, "Adagrad", {}, 1),
+    "rmsprop": ({}, "RMSprop", {}, 1),
+    "adadelta": ({}, "Adadelta", {}, 2),
+    "adam": ({}, "Adam", {}, 2),
+    "adamw": ({}, "AdamW", {}, 2),
+    "adamax": ({}, "Adamax", {}, 2),
+    "nadam": ({}, "NAdam", {}, 2),
+}
+TORCH_PATHS = {"torch": {}, "torch_foreach": {"foreach": True}, "torch_fused": {"fused": True}}
+FORMS = ("copy_bound", "jit", "jit_apply") + tuple(TORCH_PATHS)
+LARGE = Size("10M float32", (10_000_000,))
+SMOKE = Size("10k float32 (timing off)", (10_000,))
+
+
+def copy3_loop(param, grad, s):
+    """Read param, grad, s; write param, s: the streams of a one-state optimizer."""
+    for i in prange(param.shape[0]):
+        p = param[i]
+        param[i] = grad[i] + s[i]
+        s[i] = p
+
+
+def copy4_loop(param, grad, s, t):
+    """Read param, grad, s, t; write param, s, t: the 7 streams of Adam."""
+    for i in prange(param.shape[0]):
+        p = param[i]
+        a = s[i]
+        param[i] = grad[i] + t[i]
+        s[i] = p
+        t[i] = a
+
+
+COPY = {1: (jit(copy3_loop), jit_parallel(copy3_loop)),
+        2: (jit(copy4_loop), jit_parallel(copy4_loop))}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fastnn_threads():
+    """fastnn's documented way to give its kernels the threads (BLAS pinned to one:
+    nothing here calls BLAS); conftest.py's pins are put back afterwards."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    before = numba.get_num_threads()
+    with threadpool_limits(limits=THREADS):
+        _config.set_num_threads(THREADS)
+        yield
+    _config.set_num_threads(1)
+    numba.set_num_threads(before)
+
+
+@pytest.fixture
+def size(request):
+    timing = request.config.getoption("benchmark_enable") or not request.config.getoption(
+        "benchmark_disable")
+    return LARGE if timing else SMOKE
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("form", FORMS)
+def test_optimizer_vs_copy_bound(bench, request, form, name, size):
+    fastnn_kwargs, torch_name, torch_kwargs, n_state = CASES[name]
+    equation = f"{name}_perf"
+    n = size.shape[0]
+    param = random(n, seed=1)
+    grad = random(n, seed=2, low=-0.1, high=0.1)
+    start = param.copy()
+    if form == "copy_bound":
+        state = [np.zeros(n, np.float32) for _ in range(n_state)]
+        serial, parallel = COPY[n_state]
+        # the optimizers' own rule for when to split over threads
+        big = n >= _config.OPTIM_PARALLEL_MIN and _config.threads() > 1
+        bench(form, equation, size, parallel if big else serial, param, grad, *state)
+        return
+    if form in TORCH_PATHS:
+        torch = request.getfixturevalue("torch")
+        p = torch.from_numpy(param).requires_grad_()
+        p.grad = torch.from_numpy(grad)
+        try:
+            opt = getattr(torch.optim, torch_name)([p], lr=LR, **torch_kwargs,
+                                                   **TORCH_PATHS[form])
+            opt.step()
+        except (RuntimeError, TypeError, ValueError) as exc:
+            pytest.skip(f"torch.optim.{torch_name} has no {form} path: {exc}")
+        bench(form, equation, size, opt.step)
+        end = p.detach().numpy()
+    else:
+        nonfinite = "apply" if form == "jit_apply" else "skip"
+        opt = optim.OPTIMIZERS[name]([param], lr=LR, on_nonfinite=nonfinite, **fastnn_kwargs)
+        assert sum(a.size for a in opt.state.values()) == n_state * n
+        bench(form, equation, size, opt.step, [grad])
+        end = param
+    # every step moves each weight against its (constant) gradient
+    moved = end - start
+    assert np.all(np.isfinite(end))
+    assert np.mean(np.sign(moved) == -np.sign(grad)) > 0.99
