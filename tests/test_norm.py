@@ -204,6 +204,39 @@ def test_variance_right_on_data_shifted_by_1e8(form):
     assert np.max(np.abs(naive - x.var(axis=0))) > 0.1
 
 
+@pytest.mark.parametrize("form", FORMS)
+def test_float32_batchnorm_far_from_zero(form):
+    """float32 data 1000 standard deviations from zero: the statistics are float64 and
+    the elementwise passes subtract the mean rounded to float32, so the normalized
+    values stay within the data's own quantization (ulp(1000) = 6e-5)."""
+    x, gamma, beta, dy = _data((64, 7), np.float32, seed=6, loc=1000.0, scale=1.0)
+    out, _, _, mean, invstd = _bn_train(form, x, gamma, beta)
+    dx, dgamma, _ = _bn_backward(form, x, dy, gamma, mean, invstd)
+    ref_out, _, _ = reference.batchnorm_forward(x, gamma, beta)
+    ref_dx, ref_dgamma, _ = reference.batchnorm_backward(x, dy, gamma)
+    np.testing.assert_allclose(out, ref_out, atol=1e-4)
+    np.testing.assert_allclose(dx, ref_dx, atol=1e-4)
+    np.testing.assert_allclose(dgamma, ref_dgamma, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(37, 5), (16, 3), (3, 2)])  # rows not a multiple of 4 or 16
+def test_batchnorm_scratch_given_or_allocated_agree(shape):
+    x, gamma, beta, dy = _data(shape, np.float32, seed=7)
+    n = shape[1]
+    out_a, _, _, mean, invstd = _bn_train("jit", x, gamma, beta)
+    dx_a = _bn_backward("jit", x, dy, gamma, mean, invstd)
+    out_b, mean_b, invstd_b = np.empty_like(x), np.empty(n), np.empty(n)
+    BATCHNORM_FORWARD_TRAIN["jit"](x, gamma, beta, 0.1, 1e-5, np.zeros(n, np.float32),
+                                   np.ones(n, np.float32), mean_b, invstd_b, out_b,
+                                   np.full((2, n), np.nan, np.float32))
+    dx_b = (np.empty_like(x), np.empty(n, np.float32), np.empty(n, np.float32))
+    BATCHNORM_BACKWARD["jit"](x, dy, gamma, mean_b, invstd_b, True, np.empty(n), np.empty(n),
+                              dx_b[1], dx_b[2], dx_b[0], np.full((4, n), np.nan, np.float32))
+    np.testing.assert_array_equal(out_b, out_a)
+    for a, b in zip(dx_b, dx_a):
+        np.testing.assert_array_equal(a, b)
+
+
 # --------------------------------------------------------- finite differences
 def _fd_check(f, analytic, arr):
     numeric = fn.numerical_gradient(f, arr, eps=1e-6)
