@@ -11,8 +11,9 @@
 * ``perf_alternation[128x784x256]``: a training-like alternation, ten times an njit
   kernel calling ``np.dot`` (128x784 @ 784x256, BLAS) then dropout on its 128x256
   output. ``jit`` is what fastnn runs (dropout's serial compilation below
-  ``_config.PARALLEL_MIN``), ``jit_parallel`` forces dropout onto numba's threads: with
-  BLAS on two threads too, the two pools fight and the step is many times slower.
+  ``_config.PARALLEL_MIN`` or unless ``_config.set_num_threads`` gave fastnn threads),
+  ``jit_parallel`` forces dropout onto numba's threads: with BLAS on two threads too,
+  the two pools fight and the step is many times slower.
 
 The issue's numbers are for two threads::
 

@@ -135,20 +135,24 @@ def jit_parallel(fn):
     return numba.njit(**JIT_PARALLEL)(twin)
 
 
-#: Measured on 2 cores with ``benchmarks/test_bench_perf_dropout_norm.py``'s alternation
-#: (np.dot 128x784 @ 784x256 in an njit kernel, then dropout of its output, repeated):
-#: with a 2-thread OpenBLAS, dropout on numba's 2 threads made a step 8 to 40 ms
-#: instead of 0.33 ms serial, while alone 2 threads save at most ~1 ms even at 16M
-#: elements (memory-bound). So threads are for work far beyond a training step's; with
-#: BLAS pinned to 1 thread they pay from ~64K elements (FASTNN_PARALLEL_MIN=65536).
+#: Measured on the project's shared 2 cores with the alternation of
+#: ``benchmarks/test_bench_perf_dropout_norm.py`` (np.dot 128x784 @ 784x256 in an njit
+#: kernel, then dropout of its output, repeated): with a 2-thread OpenBLAS, dropout on
+#: numba's 2 threads made a step 8 to 40 ms instead of 0.33 ms serial. With BLAS pinned
+#: to one thread by :func:`set_num_threads` it was still slower: +3 to 7 ms a step at
+#: 128x256 and +7 to 10 ms at 256x4096 (1M elements, +1.3 ms serial), since a parallel
+#: region waits for a thread the other processes hold. Alone, 2 threads halve a
+#: 1M-element dropout (0.17 -> 0.09 ms) and gain ~1 ms at 16M. So threads are for work
+#: far beyond a training step's.
 PARALLEL_MIN = int(os.environ.get("FASTNN_PARALLEL_MIN", "") or 16777216)
 
 
 def jit_sized(fn, size=None):
     """Compile ``fn`` twice, serial and parallel, and run the parallel one only when the
     work (``size(*args)``, by default the first argument's ``.size``) is at least
-    :data:`PARALLEL_MIN` elements and numba has more than one thread. ``prange`` is
-    ``range`` in the serial compilation, so both give the same result.
+    :data:`PARALLEL_MIN` elements and fastnn was given threads (:func:`threads`, which
+    :func:`set_num_threads` sets, pinning BLAS to one). ``prange`` is ``range`` in the
+    serial compilation, so both give the same result.
 
     The returned function has the two dispatchers as ``.serial`` and ``.parallel``.
     """
@@ -156,7 +160,7 @@ def jit_sized(fn, size=None):
 
     def call(*args):
         n = args[0].size if size is None else size(*args)
-        if n >= PARALLEL_MIN and numba.get_num_threads() > 1:
+        if n >= PARALLEL_MIN and threads() > 1:
             return parallel(*args)
         return serial(*args)
 
