@@ -25,6 +25,13 @@ One group per row, ``<name>_perf[<size>]``, all measured in the same run:
 
 With timing off (the plain test run) the size is 10k, so that the smoke run takes
 seconds.
+
+``gemm_then_adam[...]``: the thread-pool fight of a training step. An njit kernel
+computes ``np.dot`` of 128x784 and 784x256 (scipy's OpenBLAS), then Adam steps over
+10M or 300k parameters, repeated; forms ``default`` (fastnn given no threads: serial
+steps, BLAS on ``FASTNN_BENCH_THREADS``), ``policy`` (``_config.set_num_threads``:
+steps on numba's threads, BLAS on one) and ``naive`` (both pools on
+``FASTNN_BENCH_THREADS`` threads, what the policy forbids).
 """
 
 import numpy as np
@@ -136,3 +143,49 @@ def test_optimizer_vs_copy_bound(bench, request, form, name, size):
     moved = end - start
     assert np.all(np.isfinite(end))
     assert np.mean(np.sign(moved) == -np.sign(grad)) > 0.99
+
+
+SIZES_ALTERNATION = {True: [Size("10M params", (10_000_000,)), Size("300k params", (300_000,))],
+                     False: [Size("10k params (timing off)", (10_000,))]}
+
+
+@jit
+def _product(x, w, out):
+    out[...] = np.dot(x, w)
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["large", "small"])
+@pytest.mark.parametrize("form", ["default", "policy", "naive"])
+def test_gemm_then_adam(bench, request, form, which):
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    timing = request.config.getoption("benchmark_enable") or not request.config.getoption(
+        "benchmark_disable")
+    sizes = SIZES_ALTERNATION[bool(timing)]
+    if which >= len(sizes):
+        pytest.skip("one size with timing off")
+    size = sizes[which]
+    x, w = random((128, 784), seed=3), random((784, 256), seed=4)
+    out = np.empty((128, 256), np.float32)
+    param = random(size.shape, seed=1)
+    grad = random(size.shape, seed=2, low=-0.1, high=0.1)
+    opt = optim.Adam([param], lr=LR)
+
+    def step():
+        _product(x, w, out)
+        opt.step([grad])
+
+    before = _config.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=THREADS, user_api="blas"):
+            if form == "policy":
+                _config.set_num_threads(THREADS)
+            elif form == "naive":
+                numba.set_num_threads(THREADS)
+                _config._num_threads = THREADS  # threads without pinning BLAS
+            bench(form, "gemm_then_adam", size, step)
+    finally:
+        _config.set_num_threads(before)
+    np.testing.assert_allclose(out, x @ w, rtol=1e-4, atol=1e-3)
+    assert np.all(np.isfinite(param)) and opt.step_count > 1

@@ -25,6 +25,21 @@ the state and ``step_count`` stay as they were, ``skipped_steps`` counts it and 
 pass over the gradients fewer) and lets the NaN through, as ``torch.optim`` does.
 Clipping by norm always pays for that pass, since it needs the norm.
 
+The check is a pass of its own, before the update: the update cannot do it on the
+way, since a NaN in the last element must leave the first untouched, and undoing
+written elements would mean keeping a copy of the parameters and the state. The pass
+reads only the gradient (one stream where Adam's update moves seven): for float32
+gradients without ``clip_norm`` it is an integer max over the exponent bits, which
+vectorizes (0.6 ms for 10M on two threads, the update 4.5 ms); otherwise the float64
+sum of squares (2 ms). A 10M Adam step thus costs about 1.2x the copy of its arrays
+with the check and 1.0x with ``on_nonfinite='apply'``.
+
+Threads: a step over at least ``fastnn._config.OPTIM_PARALLEL_MIN`` elements splits
+over numba's threads once ``fastnn._config.set_num_threads(n)`` (or
+``FASTNN_NUM_THREADS=n``) gave fastnn ``n > 1`` threads, which also pins BLAS to one
+so that the two thread pools never spin against each other; by default steps are
+serial.
+
 The gradients given to ``step`` are never modified: clipping, ``maximize`` and weight
 decay act on the values inside the kernel.
 """
