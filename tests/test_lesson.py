@@ -183,6 +183,6 @@ def test_the_benchmark_suite_is_smoke_run_by_the_plain_test_command():
     config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     assert "benchmarks" in config["testpaths"]
     assert "--benchmark-disable" in config["addopts"].split()
-    families = sorted(p.stem for p in (root / "benchmarks").glob("test_bench_*.py"))
-    assert families == [f"test_bench_{name}" for name in (
-        "activations", "dense", "dropout", "logreg", "losses", "norm", "optim", "training")]
+    files = {p.stem for p in (root / "benchmarks").glob("test_bench_*.py")}
+    assert files >= {f"test_bench_{name}" for name in (
+        "activations", "dense", "dropout", "logreg", "losses", "norm", "optim", "training")}
