@@ -31,7 +31,8 @@ plus backward: 0.34 ms before, about 0.16 ms now, one thread). The statistics st
 float64 two-pass sums, but are gathered as partial sums of ``ROWS`` rows in the data's
 dtype, four rows per sweep, then added into the float64 accumulators: float64 loads,
 conversions and adds per element cost twice float32's, and the partials keep the
-float32 rounding to 16 terms. The elementwise passes (normalize, input gradient) run
+float32 rounding to 16 terms (a column whose partials overflowed float32 is summed
+again in float64). The elementwise passes (normalize, input gradient) run
 in the data's dtype with per-feature constants rounded to it once (``coef``), rows
 outer and features inner, every loop starting at 0 so that LLVM vectorizes it; each
 element is read twice in the forward statistics, once to normalize, twice in the
@@ -104,6 +105,16 @@ def _column_dots(x, dy, i0, i1, c, sdy, sdyx):
 
 
 @register_jitable
+def _overflowed(v):
+    """True when a float64 sum gathered from partials in the data's dtype is not finite.
+    float32 partials overflow (past 3.4e38) where float64 sums do not: such a column is
+    summed again in float64 (a pass down the column, only then), so that a diverging
+    float32 run fails as it would with float64 sums (a non-finite loss, not a gradient
+    overflowed inside batch norm)."""
+    return not math.isfinite(v)
+
+
+@register_jitable
 def _affine_columns(x, gamma, beta, mean, invstd, out):
     """out = gamma * (Z - mu) / sigma + beta, statistics per column (feature)."""
     for i in range(x.shape[0]):
@@ -134,12 +145,22 @@ def batchnorm_forward_train_loop(x, gamma, beta, momentum, eps, running_mean, ru
         for j in range(n):
             mean[j] += np.float64(part[j])
     for j in range(n):
+        if _overflowed(mean[j]):
+            mean[j] = 0.0
+            for i in range(m):
+                mean[j] += np.float64(x[i, j])
         mean[j] = mean[j] / m
         ct[j] = mean[j]
     for i0 in range(0, m, ROWS):  # second pass: squared deviations from the mean
         _column_sums(x, i0, min(i0 + ROWS, m), ct, True, kt)
         for j in range(n):
             invstd[j] += np.float64(kt[j])
+    for j in range(n):
+        if _overflowed(invstd[j]):
+            invstd[j] = 0.0
+            for i in range(m):
+                d = np.float64(x[i, j]) - mean[j]
+                invstd[j] += d * d
     for j in range(n):
         ssd = invstd[j]
         if m > 1:
@@ -213,16 +234,23 @@ def batchnorm_backward_loop(x, dy, gamma, mean, invstd, batch_stats, acc_dy, acc
             acc_dy[j] += np.float64(rt[j])
             acc_dyx[j] += np.float64(qt[j])
     for j in range(n):
+        if _overflowed(acc_dy[j]) or _overflowed(acc_dyx[j]):
+            acc_dy[j] = 0.0
+            acc_dyx[j] = 0.0
+            for i in range(m):
+                d = np.float64(dy[i, j])
+                acc_dy[j] += d
+                acc_dyx[j] += d * (np.float64(x[i, j]) - mean[j])
         acc_dyx[j] = acc_dyx[j] * invstd[j]
         dgamma[j] = acc_dyx[j]
         dbeta[j] = acc_dy[j]
         # dZ = ((dZ~ - s) - (Z - mu) q) p with p = gamma/sigma, s = mean(dZ~) and
         # q = mean(dZ~ Z_norm)/sigma: constants per feature, so the second pass is a short
         # chain per element in the data's dtype (dZ~ - s first, so that a batch of one
-        # gives exactly 0)
+        # gives exactly 0); (Z - mu) q = Z_norm mean(dZ~ Z_norm) stays within |dZ~| m
         pt[j] = np.float64(gamma[j]) * invstd[j]
         if batch_stats:
-            qt[j] = (acc_dyx[j] / m) * invstd[j]
+            qt[j] = acc_dyx[j] / m * invstd[j]
             rt[j] = acc_dy[j] / m
         else:
             qt[j] = 0.0
@@ -247,7 +275,7 @@ def batchnorm_backward_vec(x, dy, gamma, mean, invstd, batch_stats, acc_dy, acc_
     if dx.shape[0] > 0:
         dt = x.dtype.type
         p = gamma * invstd
-        q = (acc_dyx / m) * invstd if batch_stats else np.zeros_like(p)
+        q = acc_dyx / m * invstd if batch_stats else np.zeros_like(p)
         s = acc_dy / m if batch_stats else np.zeros_like(p)
         dx[...] = ((dy - s.astype(dt)) - (x - mean.astype(dt)) * q.astype(dt)) * p.astype(dt)
 
