@@ -124,6 +124,30 @@ def test_parallel_kernels_give_the_loops_bits(optimizer, kwargs, monkeypatch):
     np.testing.assert_array_equal(comp, ref)
 
 
+def test_set_num_threads_gives_numba_the_threads_and_pins_blas():
+    """One pool multi-threaded at a time: fastnn's threads come with BLAS on one."""
+    import numba
+
+    from fastnn import _config
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not os.environ.get("FASTNN_NUM_THREADS"):
+        assert _config.threads() == 1  # nothing given: the optimizers' steps are serial
+    before = numba.get_num_threads()
+    with threadpoolctl.threadpool_limits(limits=2):  # puts BLAS back afterwards
+        previous = _config.set_num_threads(2)
+        try:
+            assert _config.threads() == min(2, numba.config.NUMBA_NUM_THREADS)
+            blas = [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                    if i["user_api"] == "blas"]
+            assert blas and max(blas) == 1
+            assert _config.set_num_threads(1) == 2 and _config.threads() == 1
+        finally:
+            _config.set_num_threads(previous)
+            numba.set_num_threads(before)
+    with pytest.raises(ValueError, match="threads"):
+        _config.set_num_threads(0)
+
+
 def test_momentum_twin():
     """The lecture's momentum is not in torch.optim: its oracle is the naive twin."""
     for kwargs in ({"lr": 0.1}, {"lr": 0.1, "beta": 0.5, "bias_correction": True,
