@@ -377,8 +377,10 @@ class Optimizer:
         clip = math.inf if self.clip_value is None else self.clip_value
         # the kernels compute in the buffer's dtype: every float scalar converted once
         cast = self.params[0].dtype.type
-        scalars = tuple(cast(x) if isinstance(x, float) else x for x in
-                        (gscale, clip, *self._scalars(self.current_lr())))
+        # (a list comprehension: a generator expression per step leaves tracemalloc-visible
+        # memory behind in CPython 3.11, which tests/test_allocations.py would flag)
+        scalars = [cast(x) if isinstance(x, float) else x for x in
+                   (gscale, clip, *self._scalars(self.current_lr()))]
         for p, g, state in chunks:
             self._pick(self._kernel, self._kernel_parallel, p.size)(p, g, *state, *scalars)
         self.step_count += 1
@@ -400,8 +402,8 @@ class Optimizer:
                 if kernel(g.view(np.uint32), F32_EXPONENT) == F32_EXPONENT:
                     return math.inf
             return 0.0
-        return sum(self._pick(self._sumsq, self._sumsq_parallel, g.size)(g)
-                   for _, g, _ in chunks)
+        return sum([self._pick(self._sumsq, self._sumsq_parallel, g.size)(g)
+                    for _, g, _ in chunks])
 
     @staticmethod
     def _pick(serial, parallel, size):
