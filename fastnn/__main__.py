@@ -288,6 +288,14 @@ def _add_data_commands(sub):
     evaluate.set_defaults(func=_evaluate)
 
 
+def _warmup(args):
+    from .warmup import warmup
+
+    seconds = warmup(args.dtype, verbose=True)
+    print(f"fastnn kernels ready ({seconds:.1f} s)")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="fastnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -320,6 +328,11 @@ def build_parser():
     lesson.add_argument("--plot", metavar="FILE.png",
                         help="also draw the times and the 1-D paths (needs matplotlib)")
     lesson.set_defaults(func=_lesson)
+    warm = sub.add_parser("warmup", help="compile (or load from the disk cache) the training "
+                          "kernels now, so that a later first fit starts at full speed")
+    warm.add_argument("--dtype", nargs="+", default=["float32", "float64"],
+                      choices=("float32", "float64"))
+    warm.set_defaults(func=_warmup)
     _add_data_commands(sub)
     return parser
 
