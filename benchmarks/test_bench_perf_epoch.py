@@ -1,0 +1,166 @@
+"""Issue 8's whole-epoch targets, in one run, against PyTorch, scikit-learn and the
+epoch's matrix products alone.
+
+* ``perf_epoch_mlp[...]``: MLP 784-256-128-10, ReLU, softmax cross-entropy, Adam,
+  batch 128, 60,000 samples, float32. ``jit`` is fastnn's epoch as ``fit`` runs it
+  (shuffled batches gathered, forward, loss, backward, Adam, the divergence snapshot);
+  ``vec`` the same in plain NumPy (fastnn's ``vec`` backend); ``matmul`` only the
+  epoch's eight matrix products per batch (3 forward, 3 ``dW``, 2 ``dX``) in one numba
+  loop on the BLAS fastnn calls: the floor for any implementation; ``torch_fused`` an
+  ``nn.Sequential`` with ``torch.optim.Adam(fused=True)``. Targets: jit at most 1.3 x
+  matmul, at least 1.5 x faster than torch_fused.
+* ``perf_epoch_small[...]``: MLP 40-100-100-10, batch 100, 4,000 samples (MNIST-1D
+  scale), Adam: fastnn against scikit-learn's ``MLPClassifier.partial_fit`` (one epoch)
+  and torch. Target: at least 5 x faster than both.
+* ``perf_epoch_sgd1[...]``: the same small network, plain SGD with batch size 1, 1,000
+  samples: fastnn against torch. Target: at least 10 x.
+
+Synthetic data of the right shapes (timing does not depend on the values). Measure::
+
+    FASTNN_BENCH_THREADS=2 python -m pytest benchmarks/test_bench_perf_epoch.py \\
+        --benchmark-enable --benchmark-columns=min,median,rounds
+
+The plain ``python -m pytest`` smoke run (timing off) uses a few batches only.
+"""
+
+import numpy as np
+import pytest
+from _common import THREADS, Size
+
+import fastnn as fn
+from fastnn._config import jit
+from fastnn.model import _Snapshot
+
+MLP = Size("784-256-128-10 bs128 n60000", (60000, 784, 256, 128, 10, 128), loop=False)
+SMALL = Size("40-100-100-10 bs100 n4000", (4000, 40, 100, 100, 10, 100), loop=False)
+SGD1 = Size("40-100-100-10 bs1 n1000", (1000, 40, 100, 100, 10, 1), loop=False)
+
+
+def _shape(request, size):
+    n, *widths, bs = size.shape
+    if request.config.getoption("benchmark_disable") and not request.config.getoption(
+            "benchmark_enable"):
+        n = min(n, 4 * bs)  # smoke run: a few batches
+    return n, widths, bs
+
+
+def _data(n, n_in, n_out, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, n_in)).astype(np.float32), rng.integers(0, n_out, n)
+
+
+def _fastnn_epoch(widths, X, y, bs, optimizer, backend="jit", **opt_kwargs):
+    layers = [fn.Dense(a, b, activation="relu") for a, b in zip(widths[:-2], widths[1:-1])]
+    model = fn.Sequential(layers + [fn.Dense(widths[-2], widths[-1])], seed=0,
+                          backend=backend)
+    opt = fn.optim.get_optimizer(optimizer, model.parameters(), backend=backend, **opt_kwargs)
+    loss = model._set_loss("softmax_cross_entropy")
+    X, target = model._prepare(X, y, loss)  # once, as fit does before its epochs
+    model._last_good = _Snapshot(model._state_arrays(), model.step)
+    model.train()
+
+    def epoch():
+        logs = model._fit_epoch(X, target, loss, opt, bs, True)
+        assert logs is not None and np.isfinite(logs["loss"])
+        return logs
+
+    return epoch
+
+
+def _torch_epoch(torch, widths, X, y, bs, optimizer, **opt_kwargs):
+    nn = torch.nn
+    mods = []
+    for a, b in zip(widths[:-2], widths[1:-1]):
+        mods += [nn.Linear(a, b), nn.ReLU()]
+    net = nn.Sequential(*mods, nn.Linear(widths[-2], widths[-1]))
+    opt = getattr(torch.optim, optimizer)(net.parameters(), **opt_kwargs)
+    tX, ty = torch.from_numpy(X), torch.from_numpy(y)
+    gen = torch.Generator().manual_seed(0)
+    n = len(X)
+
+    def epoch():
+        perm = torch.randperm(n, generator=gen)
+        for s in range(0, n, bs):
+            idx = perm[s:s + bs]
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(net(tX[idx]), ty[idx])
+            loss.backward()
+            opt.step()
+        return loss.detach().item()
+
+    return epoch
+
+
+@jit
+def _matmul_epoch(X, W1, W2, W3, A1, A2, A3, D1, D2, D3, G1, G2, bs):
+    """The epoch's matrix products only: Z = X W^T (x3), dW = dZ^T A (x3), dA = dZ W (x2)."""
+    for s in range(0, X.shape[0] - bs + 1, bs):
+        xb = X[s:s + bs]
+        np.dot(xb, W1.T, A1)
+        np.dot(A1, W2.T, A2)
+        np.dot(A2, W3.T, A3)
+        np.dot(A3.T, A2, D3)
+        np.dot(A3, W3, G2)
+        np.dot(G2.T, A1, D2)
+        np.dot(G2, W2, G1)
+        np.dot(G1.T, xb, D1)
+
+
+@pytest.mark.parametrize("form", ["jit", "vec", "matmul", "torch_fused"])
+def test_perf_epoch_mlp(bench, request, form):
+    n, widths, bs = _shape(request, MLP)
+    X, y = _data(n, widths[0], widths[-1])
+    if form in ("jit", "vec"):
+        fn_ = _fastnn_epoch(widths, X, y, bs, "adam", backend=form, lr=1e-3)
+    elif form == "matmul":
+        rng = np.random.default_rng(1)
+        W = [rng.standard_normal((b, a)).astype(np.float32) * 0.05
+             for a, b in zip(widths[:-1], widths[1:])]
+        A = [np.empty((bs, w), np.float32) for w in widths[1:]]
+        D = [np.empty_like(w) for w in W]
+        G = [np.empty((bs, w), np.float32) for w in widths[1:-1]]
+
+        def fn_():
+            _matmul_epoch(X, *W, *A, *D, *G, bs)
+    else:
+        torch = request.getfixturevalue("torch")
+        fn_ = _torch_epoch(torch, widths, X, y, bs, "Adam", lr=1e-3, fused=True)
+    bench(form, "perf_epoch_mlp", MLP, fn_)
+    bench.benchmark.extra_info["threads"] = THREADS
+
+
+@pytest.mark.parametrize("form", ["jit", "sklearn", "torch"])
+def test_perf_epoch_small(bench, request, form):
+    n, widths, bs = _shape(request, SMALL)
+    X, y = _data(n, widths[0], widths[-1])
+    if form == "jit":
+        fn_ = _fastnn_epoch(widths, X, y, bs, "adam", lr=1e-3)
+    elif form == "sklearn":
+        neural = pytest.importorskip("sklearn.neural_network")
+        import warnings
+
+        clf = neural.MLPClassifier(tuple(widths[1:-1]), batch_size=bs, solver="adam",
+                                   random_state=0)
+
+        def fn_():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                clf.partial_fit(X, y, classes=np.arange(widths[-1]))
+    else:
+        torch = request.getfixturevalue("torch")
+        fn_ = _torch_epoch(torch, widths, X, y, bs, "Adam", lr=1e-3)
+    bench(form, "perf_epoch_small", SMALL, fn_)
+    bench.benchmark.extra_info["threads"] = THREADS
+
+
+@pytest.mark.parametrize("form", ["jit", "torch"])
+def test_perf_epoch_sgd1(bench, request, form):
+    n, widths, bs = _shape(request, SGD1)
+    X, y = _data(n, widths[0], widths[-1])
+    if form == "jit":
+        fn_ = _fastnn_epoch(widths, X, y, bs, "sgd", lr=0.01)
+    else:
+        torch = request.getfixturevalue("torch")
+        fn_ = _torch_epoch(torch, widths, X, y, bs, "SGD", lr=0.01)
+    bench(form, "perf_epoch_sgd1", SGD1, fn_)
+    bench.benchmark.extra_info["threads"] = THREADS
