@@ -249,6 +249,7 @@ class Optimizer:
     def __setstate__(self, state):
         # pickle copies every view on its own; make them views of the flat state again
         self.__dict__.update(state)
+        self._grads_seen = None
         self._tile()
 
     # ------------------------------------------------------------- subclass API
@@ -346,7 +347,17 @@ class Optimizer:
     def _chunks(self, grads):
         """(param, grad, state arrays) triples: one over the flat buffer when both the
         params and the grads tile one, else one per parameter."""
-        gflat = flat_base(grads) if self._flat is not None else None
+        gflat = None
+        if self._flat is not None:
+            # a model hands over the same gradient arrays every step: finding their flat
+            # buffer again (array-interface dicts) would cost more than a small update
+            cached = getattr(self, "_grads_seen", None)
+            if cached is not None and len(cached[0]) == len(grads) and all(
+                    a is b for a, b in zip(cached[0], grads)):
+                gflat = cached[1]
+            else:
+                gflat = flat_base(grads)
+                self._grads_seen = (list(grads), gflat)
         if gflat is not None:
             return [(self._flat, gflat, tuple(self.state.values()))]
         return [(p.reshape(-1), np.ascontiguousarray(g).reshape(-1),

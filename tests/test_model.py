@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fastnn as fn
+import fastnn.params
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 BACKENDS = ["loop", "vec", "jit"]
@@ -394,3 +395,15 @@ def test_flat_base_finds_the_buffer_and_is_not_fooled_by_lookalikes():
     assert flat_base(copies) is None                       # separate arrays
     assert flat_base([buf.params[0], np.zeros(3, np.float64)]) is None  # two dtypes
     assert flat_base([]) is None
+
+
+def test_optimizer_follows_new_gradient_arrays_after_caching_the_old_ones():
+    model = fn.Sequential([fn.Dense(3, 2)], dtype="float64")
+    opt = fn.optim.SGD(model.parameters(), lr=1.0)
+    before = model.flat_parameters.copy()
+    opt.step(model.gradients())  # zero gradients: no change, and the flat view is cached
+    np.testing.assert_array_equal(model.flat_parameters, before)
+    other = fn.params.ParamBuffer([p.shape for p in model.parameters()], np.float64)
+    other.grad[:] = 1.0
+    opt.step(other.grads)  # other arrays of the same shapes: must be read, not the cache
+    np.testing.assert_array_equal(model.flat_parameters, before - 1.0)
