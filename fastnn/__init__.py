@@ -6,6 +6,7 @@ public API built over them.
 """
 
 from . import datasets, io, model_selection, optim, schedules
+from ._config import set_num_threads
 from .callbacks import Callback, EarlyStopping, History, ModelCheckpoint, ReduceLROnPlateau
 from .gradcheck import GradcheckResult, gradcheck, numerical_gradient
 from .layers import (
@@ -25,6 +26,7 @@ from .layers import (
 from .io import FastnnFormatError, load
 from .losses import get_loss
 from .model import Sequential
+from .warmup import warmup
 from .model_selection import (
     KFold,
     StratifiedKFold,
@@ -78,6 +80,8 @@ __all__ = [
     "model_selection",
     "numerical_gradient",
     "optim",
+    "set_num_threads",
+    "warmup",
     "schedules",
     "train_test_split",
     "train_val_test_split",

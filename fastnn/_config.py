@@ -97,7 +97,11 @@ def set_num_threads(n):
             import scipy.linalg  # noqa: F401  load scipy's OpenBLAS so that the limit covers it
             from threadpoolctl import threadpool_limits
         except ImportError:
-            pass
+            import warnings
+
+            warnings.warn("set_num_threads: threadpoolctl is not installed, so BLAS keeps its "
+                          "own threads and the two pools may fight; pip install threadpoolctl",
+                          RuntimeWarning, stacklevel=2)
         else:
             threadpool_limits(limits=1, user_api="blas")
     previous, _num_threads = _num_threads, n
