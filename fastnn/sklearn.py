@@ -23,7 +23,11 @@ import numbers
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+except ImportError as exc:  # the estimators are an optional extra
+    raise ImportError("fastnn.sklearn needs scikit-learn: pip install 'fastnn[sklearn]' "
+                      "(or scikit-learn>=1.3)") from exc
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets

@@ -47,7 +47,8 @@ def test_import_fastnn_without_sklearn():
             "import fastnn\n"
             "try:\n"
             "    import fastnn.sklearn\n"
-            "except ImportError:\n"
+            "except ImportError as exc:\n"
+            "    assert \"pip install 'fastnn[sklearn]'\" in str(exc), exc\n"
             "    print('no sklearn, fastnn ok')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
