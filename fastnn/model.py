@@ -425,8 +425,8 @@ class Sequential:
                 idx = order[start:stop]
                 xb = self._ws.get("xb", (stop - start, X.shape[1]), self.dtype)
                 tb = self._ws.get("tb", (stop - start,) + target.shape[1:], target.dtype)
-                np.take(X, idx, axis=0, out=xb, mode="clip")
-                np.take(target, idx, axis=0, out=tb, mode="clip")
+                X.take(idx, axis=0, out=xb, mode="clip")
+                target.take(idx, axis=0, out=tb, mode="clip")
             value, c, s = self._train_step(xb, tb, loss, optimizer, penalty)
             if value is None:
                 self._divergence = (self._divergence, start // bs)
