@@ -23,6 +23,7 @@ import numpy as np
 from numba.extending import register_jitable
 
 from .._config import jit
+from . import forms
 
 # Integer codes, for kernels that pick the activation inside compiled code.
 IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX = range(6)
@@ -281,15 +282,7 @@ def activation_backward_loop(code, a, da, alpha, out):
         softmax_backward_loop(a, da, alpha, out)
 
 
-def _table(pass_):
-    g = globals()
-    return {
-        name: {form: g[f"{name}_{pass_}_{form}"] for form in ("loop", "vec", "jit")}
-        for name in CODES
-    }
-
-
 #: name -> {form -> forward kernel ``(z, alpha, out)``}
-ACTIVATIONS = _table("forward")
+ACTIVATIONS = {name: forms(globals(), f"{name}_forward") for name in CODES}
 #: name -> {form -> backward kernel ``(a, da, alpha, out)``}
-DERIVATIVES = _table("backward")
+DERIVATIVES = {name: forms(globals(), f"{name}_backward") for name in CODES}

@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from .._config import JIT, jit
+from . import forms
 from .activations import (
     ACTIVATIONS,
     CODES,
@@ -114,5 +115,5 @@ def dense_backward_jit(x, w, a, da, act, alpha, dz, dw, db, dx):
 dense_forward_loop_jit = jit(dense_forward_loop)
 dense_backward_loop_jit = jit(dense_backward_loop)
 
-DENSE_FORWARD = {"loop": dense_forward_loop, "vec": dense_forward_vec, "jit": dense_forward_jit}
-DENSE_BACKWARD = {"loop": dense_backward_loop, "vec": dense_backward_vec, "jit": dense_backward_jit}
+DENSE_FORWARD = forms(globals(), "dense_forward")
+DENSE_BACKWARD = forms(globals(), "dense_backward")

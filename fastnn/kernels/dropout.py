@@ -46,6 +46,7 @@ import numpy as np
 from numba import prange
 
 from .._config import jit_sized
+from . import forms
 from .random import CHUNK, keep_limit, stream, triple32, weyl, weyl_next, words_vec
 
 
@@ -104,7 +105,5 @@ def dropout_backward_vec(dy, mask, scale, dx):
 dropout_forward_jit = jit_sized(dropout_forward_loop)
 dropout_backward_jit = jit_sized(dropout_backward_loop)
 
-DROPOUT_FORWARD = {"loop": dropout_forward_loop, "vec": dropout_forward_vec,
-                   "jit": dropout_forward_jit}
-DROPOUT_BACKWARD = {"loop": dropout_backward_loop, "vec": dropout_backward_vec,
-                    "jit": dropout_backward_jit}
+DROPOUT_FORWARD = forms(globals(), "dropout_forward")
+DROPOUT_BACKWARD = forms(globals(), "dropout_backward")

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from .._config import jit
+from . import forms
 from .activations import row_max_sumexp
 
 
@@ -172,14 +173,9 @@ binary_cross_entropy_jit = jit(binary_cross_entropy_loop)
 squared_error_jit = jit(squared_error_loop)
 
 
-def _forms(name):
-    g = globals()
-    return {form: g[f"{name}_{form}"] for form in ("loop", "vec", "jit")}
-
-
 #: kernel name -> {form -> kernel}
 LOSS_KERNELS = {
-    name: _forms(name)
+    name: forms(globals(), name)
     for name in (
         "softmax_cross_entropy",
         "softmax_cross_entropy_soft",
@@ -189,4 +185,4 @@ LOSS_KERNELS = {
 }
 
 #: kernel name -> {form -> kernel} for counting correct predictions (accuracy)
-COUNT_KERNELS = {name: _forms(name) for name in ("count_correct", "count_correct_binary")}
+COUNT_KERNELS = {name: forms(globals(), name) for name in ("count_correct", "count_correct_binary")}

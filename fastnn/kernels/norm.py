@@ -45,6 +45,7 @@ import numpy as np
 from numba.extending import register_jitable
 
 from .._config import jit
+from . import forms
 
 
 # ------------------------------------------------------------------ batch norm
@@ -364,13 +365,8 @@ layernorm_forward_jit = jit(layernorm_forward_loop)
 layernorm_backward_jit = jit(layernorm_backward_loop)
 
 
-def _table(name):
-    g = globals()
-    return {form: g[f"{name}_{form}"] for form in ("loop", "vec", "jit")}
-
-
-BATCHNORM_FORWARD_TRAIN = _table("batchnorm_forward_train")
-BATCHNORM_FORWARD_EVAL = _table("batchnorm_forward_eval")
-BATCHNORM_BACKWARD = _table("batchnorm_backward")
-LAYERNORM_FORWARD = _table("layernorm_forward")
-LAYERNORM_BACKWARD = _table("layernorm_backward")
+BATCHNORM_FORWARD_TRAIN = forms(globals(), "batchnorm_forward_train")
+BATCHNORM_FORWARD_EVAL = forms(globals(), "batchnorm_forward_eval")
+BATCHNORM_BACKWARD = forms(globals(), "batchnorm_backward")
+LAYERNORM_FORWARD = forms(globals(), "layernorm_forward")
+LAYERNORM_BACKWARD = forms(globals(), "layernorm_backward")

@@ -61,6 +61,7 @@ from numba import prange
 from numba.extending import register_jitable
 
 from .._config import jit, jit_parallel
+from . import forms
 
 
 @register_jitable(inline="always")
@@ -561,13 +562,8 @@ sumsq_jit_parallel = jit_parallel(sumsq_loop)
 max_exponent_jit_parallel = jit_parallel(max_exponent_loop)
 
 
-def _table(name):
-    g = globals()
-    return {form: g[f"{name}_{form}"] for form in ("loop", "vec", "jit")}
-
-
 #: name -> {form -> kernel}; kernels ``(param, grad, *state, gscale, clip, *scalars)``.
-OPTIMIZER_KERNELS = {name: _table(name) for name in
+OPTIMIZER_KERNELS = {name: forms(globals(), name) for name in
                      ("sgd", "momentum", "adagrad", "rmsprop", "adadelta", "adam", "adamax",
                       "nadam")}
 SGD_KERNELS = OPTIMIZER_KERNELS["sgd"]
@@ -575,8 +571,8 @@ SGD_KERNELS = OPTIMIZER_KERNELS["sgd"]
 PARALLEL_KERNELS = {name: globals()[f"{name}_jit_parallel"] for name in
                     (*OPTIMIZER_KERNELS, "sumsq", "max_exponent")}
 #: form -> ``sumsq(grad) -> float``.
-SUMSQ_KERNELS = _table("sumsq")
+SUMSQ_KERNELS = forms(globals(), "sumsq")
 #: form -> ``max_exponent(bits, mask) -> int``.
-MAX_EXPONENT_KERNELS = _table("max_exponent")
+MAX_EXPONENT_KERNELS = forms(globals(), "max_exponent")
 #: form -> ``penalty(param, grad, starts, stops, l1, l2) -> float``.
-PENALTY_KERNELS = _table("penalty")
+PENALTY_KERNELS = forms(globals(), "penalty")

@@ -52,6 +52,7 @@ from numba import prange
 from numba.extending import register_jitable
 
 from .._config import jit_sized
+from . import forms
 
 _MASK32 = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
@@ -169,4 +170,4 @@ def uniform_vec(key, step, out):
 
 uniform_jit = jit_sized(uniform_loop, size=lambda key, step, out: out.size)
 
-UNIFORM = {"loop": uniform_loop, "vec": uniform_vec, "jit": uniform_jit}
+UNIFORM = forms(globals(), "uniform")
