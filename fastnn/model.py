@@ -294,7 +294,7 @@ class Sequential:
         X, target = self._prepare(X, y, loss)
         epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size", allow_none=True)
-        optimizer = self.optimizer = self._check_optimizer(optimizer)
+        optimizer = self._check_optimizer(optimizer)
         penalty = self._penalty(l1, l2)
         if not (0.0 <= validation_split < 1.0):
             raise ValueError(f"validation_split={validation_split!r}: expected a fraction "
@@ -323,6 +323,8 @@ class Sequential:
         for cb in callbacks:
             if not isinstance(cb, Callback):
                 raise ValueError(f"callbacks: {cb!r} is not a fastnn Callback")
+        self.optimizer = optimizer  # the arguments are all valid: now the model changes
+        for cb in callbacks:
             cb.set_model(self)
         self.history = history
         self._last_good = _Snapshot(self._state_arrays(), self.step)

@@ -407,3 +407,17 @@ def test_optimizer_follows_new_gradient_arrays_after_caching_the_old_ones():
     other.grad[:] = 1.0
     opt.step(other.grads)  # other arrays of the same shapes: must be read, not the cache
     np.testing.assert_array_equal(model.flat_parameters, before - 1.0)
+
+
+def test_a_rejected_fit_leaves_the_model_as_it_was():
+    X, y = np.ones((4, 3)), [0, 1, 0, 1]
+    model = _model()
+    first = fn.optim.SGD(model.parameters(), lr=0.1)
+    model.fit(X, y, loss="softmax_cross_entropy", optimizer=first)
+    before = model.flat_parameters.copy()
+    for bad in (dict(validation_split=2.0), dict(callbacks=["not a callback"]),
+                dict(validation_data=(X,))):
+        with pytest.raises(ValueError):
+            model.fit(X, y, optimizer=fn.optim.Adam(model.parameters()), **bad)
+        assert model.optimizer is first
+        np.testing.assert_array_equal(model.flat_parameters, before)
