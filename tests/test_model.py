@@ -421,3 +421,15 @@ def test_a_rejected_fit_leaves_the_model_as_it_was():
             model.fit(X, y, optimizer=fn.optim.Adam(model.parameters()), **bad)
         assert model.optimizer is first
         np.testing.assert_array_equal(model.flat_parameters, before)
+
+
+def test_gradcheck_relative_error_ignores_entries_that_are_zero_both_ways():
+    """The bias of a Dense before a BatchNorm has no effect on the loss: its analytic and
+    numeric gradients are both ~0, and their ratio must not swamp the report."""
+    rng = np.random.default_rng(0)
+    model = fn.Sequential([fn.Dense(4, 8), fn.BatchNorm(8), fn.ReLU(), fn.Dense(8, 3)],
+                          dtype="float64", seed=0)
+    result = fn.gradcheck(model, rng.standard_normal((20, 4)), rng.integers(0, 3, 20),
+                          loss="softmax_cross_entropy")
+    assert result.ok
+    assert result.max_rel_error < 1e-5
