@@ -359,7 +359,7 @@ class Sequential:
         return history
 
     def _stop_diverged(self, epoch, history):
-        what, batch = self._divergence
+        what, batch = self._divergence, self._diverged_at
         self.step = self._last_good.restore()
         msg = (f"training diverged at epoch {epoch + 1}, batch {batch + 1}: {what}. The "
                "learning rate is probably too high (each update overshoots and the next "
@@ -389,7 +389,7 @@ class Sequential:
     def _train_step(self, xb, tb, loss, optimizer, penalty=None):
         """One step of gradient descent on a batch: forward, loss, backward, update.
         Returns ``(loss, n_correct, n_scored)``, or ``(None, 0, 0)`` with the reason in
-        ``self._divergence`` when the loss or the gradient is not finite. Allocates
+        ``self._divergence`` (a sentence) when the loss or the gradient is not finite. Allocates
         nothing once the batch size has been seen (tests/test_allocations.py)."""
         value, z = self._loss_and_grad(xb, tb, loss, penalty=penalty)
         if not math.isfinite(value):
@@ -431,13 +431,14 @@ class Sequential:
                 target.take(idx, axis=0, out=tb, mode="clip")
             value, c, s = self._train_step(xb, tb, loss, optimizer, penalty)
             if value is None:
-                self._divergence = (self._divergence, start // bs)
+                self._diverged_at = start // bs
                 return None
             total += value * (stop - start)
             correct += c
             scored += s
         if not np.isfinite(self._buffer.data).all():  # the last update overflowed
-            self._divergence = ("the weights became inf or NaN", (n - 1) // bs)
+            self._divergence = "the weights became inf or NaN"
+            self._diverged_at = (n - 1) // bs
             return None
         logs = {"loss": total / n}
         if loss.is_classifier:
