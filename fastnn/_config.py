@@ -126,17 +126,32 @@ def jit(fn):
     return numba.njit(**JIT)(fn)
 
 
+def _twin(fn, suffix, bind):
+    """A copy of ``fn`` named ``<qualname>_<suffix>`` whose global names in ``bind`` mean
+    the objects given there.
+
+    numba's disk cache names an entry by the function's qualified name, source and
+    signature, not by its flags or the globals it calls: two compilations of one loop
+    under one name would load each other's machine code. A twin has a name of its own."""
+    namespace = {**fn.__globals__, **bind} if bind else fn.__globals__
+    twin = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__,
+                              fn.__closure__)
+    twin.__qualname__ = f"{fn.__qualname__}_{suffix}"
+    twin.__module__, twin.__doc__ = fn.__module__, fn.__doc__
+    return twin
+
+
 def jit_parallel(fn):
     """Like :func:`jit`, with ``parallel=True`` so ``numba.prange`` loops run on threads."""
-    # numba's disk cache names an entry by the function's qualified name, source and
-    # signature, not by its flags: a serial and a parallel compilation of one loop would
-    # load each other's machine code. The parallel one is compiled from a twin with a
-    # name of its own.
-    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__,
-                              fn.__closure__)
-    twin.__qualname__ = fn.__qualname__ + "_parallel"
-    twin.__module__, twin.__doc__ = fn.__module__, fn.__doc__
-    return numba.njit(**JIT_PARALLEL)(twin)
+    return numba.njit(**JIT_PARALLEL)(_twin(fn, "parallel", {}))
+
+
+def jit_bound(fn, suffix, **bind):
+    """Like :func:`jit`, for a twin of ``fn`` that calls the functions in ``bind`` by those
+    global names: one compilation, and one disk cache entry, per binding. (Passing a
+    compiled function as an argument instead recompiles it in every new process: numba
+    cannot find such a signature in its disk cache again.)"""
+    return numba.njit(**JIT)(_twin(fn, suffix, bind))
 
 
 #: Measured on the project's shared 2 cores with the alternation of

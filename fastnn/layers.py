@@ -220,20 +220,25 @@ class Dense(Layer):
         self.W[...] = w
         self.b[...] = 0
 
+    def workspace(self, m):
+        """``(A, dZ, dX)`` for a batch of ``m``: reused while ``m`` stays the same (``dX``
+        has no rows when the input gradient is not needed)."""
+        a = self._ws.get("a", (m, self.out_features), self.dtype)
+        dz = self._ws.get("dz", (m, self.out_features), self.dtype)
+        if self.need_input_grad:
+            return a, dz, self._ws.get("dx", (m, self.in_features), self.dtype)
+        return a, dz, _EMPTY[self.dtype]
+
     def forward(self, x, training):
         self._x = x
-        a = self._ws.get("a", (x.shape[0], self.out_features), self.dtype)
+        a = self.workspace(x.shape[0])[0]
         self._forward(x, self.W, self.b, self._act, self.alpha, a)
         self._a = a
         return a
 
     def backward(self, dy):
         x = self._x
-        dz = self._ws.get("dz", dy.shape, self.dtype)
-        if self.need_input_grad:
-            dx = self._ws.get("dx", x.shape, self.dtype)
-        else:
-            dx = _EMPTY[self.dtype]
+        _, dz, dx = self.workspace(x.shape[0])
         self._backward(x, self.W, self._a, dy, self._act, self.alpha, dz, self.dW, self.db, dx)
         return dx if self.need_input_grad else None
 

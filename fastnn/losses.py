@@ -35,6 +35,18 @@ class Loss:
     def __call__(self, z, target, grad, backend):
         raise NotImplementedError
 
+    #: COUNT_KERNELS entry of the compiled epoch (regressions never call it)
+    _count_kernel = "count_correct_binary"
+
+    def epoch_kernels(self, target):
+        """``(loss, count)``: the names of the loss kernel ``(z, target, grad) -> J``
+        (``LOSS_KERNELS``) and the correct count ``(z, target) -> int``
+        (``COUNT_KERNELS``) that ``fit``'s compiled epoch calls for ``target``, or None
+        when it cannot take these targets."""
+        if self.name not in LOSS_KERNELS:
+            return None
+        return self.name, self._count_kernel
+
     def predict(self, z):
         raise NotImplementedError
 
@@ -101,6 +113,12 @@ class SoftmaxCrossEntropy(Loss):
         if target.ndim == 1:
             return LOSS_KERNELS["softmax_cross_entropy"][backend](z, target, grad)
         return LOSS_KERNELS["softmax_cross_entropy_soft"][backend](z, target, grad)
+
+    _count_kernel = "count_correct"
+
+    def epoch_kernels(self, target):
+        # probability rows are counted through np.argmax (see correct): not compiled
+        return super().epoch_kernels(target) if target.ndim == 1 else None
 
     def predict(self, z):
         return np.argmax(z, axis=1)
@@ -169,9 +187,7 @@ class SquaredError(Loss):
         return _as_columns(self.name, y, n_outputs, dtype)
 
     def __call__(self, z, target, grad, backend):
-        m, k = z.shape
-        scale = 1.0 / (m * k) if self.name == "mse" else 0.5 / m
-        return LOSS_KERNELS["squared_error"][backend](z, target, scale, grad)
+        return LOSS_KERNELS[self.name][backend](z, target, grad)
 
     def predict(self, z):
         return z[:, 0].copy() if z.shape[1] == 1 else z.copy()

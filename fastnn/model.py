@@ -20,6 +20,7 @@ import numpy as np
 from ._checks import check_positive_int, check_X, check_y_length
 from ._config import resolve_backend, resolve_dtype
 from ._progress import EpochProgress
+from ._epoch import run_full_batches
 from .callbacks import Callback, History
 from .layers import Layer, Workspace
 from .losses import get_loss
@@ -419,7 +420,18 @@ class Sequential:
             order = self._shuffle_rng.permutation(n)
         else:
             order = np.arange(n)
-        for start in range(0, n, bs):
+        first = 0
+        if order is not None:
+            done = run_full_batches(self, X, target, loss, optimizer, bs, order, penalty)
+            if done is not None:
+                total, correct, steps, diverged = done
+                if diverged:
+                    self._diverged_at = steps
+                    return None
+                first = steps * bs
+                if loss.is_classifier:  # loss.correct scores rows (labels) or outputs (0/1)
+                    scored = first if target.ndim == 1 else first * target.shape[1]
+        for start in range(first, n, bs):
             stop = min(start + bs, n)
             if order is None:
                 xb, tb = X, target

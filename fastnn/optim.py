@@ -59,6 +59,7 @@ from .kernels.optim import (
     PARALLEL_KERNELS,
     PENALTY_KERNELS,
     SUMSQ_KERNELS,
+    clip_coefficient,
 )
 from .params import flat_base
 
@@ -134,11 +135,6 @@ def _check_clipping(clip_value, clip_norm):
     if clip_norm is not None:
         clip_norm = _check_float("clip_norm", clip_norm)
     return clip_value, clip_norm
-
-
-def clip_coefficient(total_norm, max_norm):
-    """``min(max_norm / (total_norm + 1e-6), 1)``, ``torch.nn.utils.clip_grad_norm_``'s factor."""
-    return min(max_norm / (total_norm + 1e-6), 1.0)
 
 
 def global_norm(grads, backend="jit"):
@@ -375,16 +371,9 @@ class Optimizer:
         gscale = -1.0 if self.maximize else 1.0
         if self.clip_norm is not None or self.on_nonfinite != "apply":
             sumsq = self._gradient_sumsq(chunks)
-            if not math.isfinite(sumsq):
-                if self.on_nonfinite == "raise":
-                    raise FloatingPointError(
-                        f"step {self.step_count}: the gradient has a NaN or an infinity")
-                if self.on_nonfinite == "skip":
-                    self.skipped_steps += 1
-                    warnings.warn(f"{type(self).__name__}: skipped step {self.step_count}, "
-                                  "the gradient has a NaN or an infinity; parameters and "
-                                  "state left unchanged", RuntimeWarning, stacklevel=2)
-                    return False
+            if not math.isfinite(sumsq) and self.on_nonfinite != "apply":
+                self._nonfinite_gradient(stacklevel=2)
+                return False
             if self.clip_norm is not None:
                 gscale *= clip_coefficient(math.sqrt(sumsq), self.clip_norm)
         clip = math.inf if self.clip_value is None else self.clip_value
@@ -398,6 +387,41 @@ class Optimizer:
             self._pick(self._kernel, self._kernel_parallel, p.size)(p, g, *state, *scalars)
         self.step_count += 1
         return True
+
+    def _nonfinite_gradient(self, stacklevel):
+        """The gradient of step ``step_count`` has a NaN or an infinity and the step is not
+        applied: raise (``on_nonfinite='raise'``), or count it skipped and warn
+        (``stacklevel`` as the caller would give ``warnings.warn``)."""
+        if self.on_nonfinite == "raise":
+            raise FloatingPointError(
+                f"step {self.step_count}: the gradient has a NaN or an infinity")
+        self.skipped_steps += 1
+        warnings.warn(f"{type(self).__name__}: skipped step {self.step_count}, the gradient "
+                      "has a NaN or an infinity; parameters and state left unchanged",
+                      RuntimeWarning, stacklevel=stacklevel + 1)
+
+    def _scalar_rows(self, n_steps):
+        """What :meth:`step` passes its kernel after the arrays, for each of the next
+        ``n_steps`` steps: ``gscale`` (the sign of ``maximize``; a clipped norm scales it
+        later), ``clip`` and the step's scalars, as rows of an array in the parameters'
+        dtype (flags as 0 and 1). Also the scalar state after each step (NAdam's product
+        of momenta), for :meth:`_advance`. Leaves the optimizer as it was."""
+        count, states = self.step_count, [self._scalar_state()]
+        sign = -1.0 if self.maximize else 1.0
+        clip = math.inf if self.clip_value is None else self.clip_value
+        rows = []
+        for k in range(n_steps):
+            self.step_count = count + k
+            rows.append((sign, clip, *self._scalars(self.current_lr())))
+            states.append(self._scalar_state())
+        self.step_count = count
+        self._set_scalar_state(states[0])
+        return np.array(rows, dtype=self.params[0].dtype).reshape(n_steps, -1), states
+
+    def _advance(self, steps, states):
+        """Account for ``steps`` steps applied from :meth:`_scalar_rows`' rows."""
+        self.step_count += steps
+        self._set_scalar_state(states[steps])
 
     def _gradient_sumsq(self, chunks):
         """The gradients' squared norm (float64), or only 0.0 / inf when the norm is not

@@ -36,7 +36,10 @@ def _case(name, shape, dtype, seed=0):
         y = rng.integers(0, 2, shape).astype(dtype)
         return z, y, (), lambda: reference.binary_cross_entropy(z, y)
     y = rng.standard_normal(shape).astype(dtype)
-    return z, y, (1.0 / z.size,), lambda: reference.mse(z, y)
+    if name == "quadratic":
+        return z, y, (), lambda: reference.quadratic(z, y)
+    extra = (1.0 / z.size,) if name == "squared_error" else ()
+    return z, y, extra, lambda: reference.mse(z, y)
 
 
 NAMES = sorted(LOSS_KERNELS)

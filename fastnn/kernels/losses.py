@@ -12,6 +12,7 @@ store, so the loop and its JIT compilation agree to the bit (fastmath off).
 import math
 
 import numpy as np
+from numba.extending import register_jitable
 
 from .._config import jit
 from . import forms
@@ -109,6 +110,7 @@ def binary_cross_entropy_vec(z, y, grad):
 
 
 # ------------------------------------------------------------- squared error
+@register_jitable
 def squared_error_loop(z, y, scale, grad):
     """J = scale * sum (Z - Y)^2; dZ = 2 scale (Z - Y). ``mse``: scale = 1/(m k);
     the lecture's quadratic cost C = 1/(2n) sum ||y - a||^2: scale = 1/(2m)."""
@@ -128,6 +130,26 @@ def squared_error_vec(z, y, scale, grad):
     loss = scale * float(np.sum(np.square(grad), dtype=np.float64))
     grad *= 2 * scale
     return loss
+
+
+def mse_loop(z, y, grad):
+    """J = 1/(m k) sum (Z - Y)^2 (PyTorch's MSELoss); dZ = 2 (Z - Y) / (m k)."""
+    return squared_error_loop(z, y, 1.0 / (z.shape[0] * z.shape[1]), grad)
+
+
+def mse_vec(z, y, grad):
+    """J = 1/(m k) sum (Z - Y)^2 (PyTorch's MSELoss); dZ = 2 (Z - Y) / (m k)."""
+    return squared_error_vec(z, y, 1.0 / (z.shape[0] * z.shape[1]), grad)
+
+
+def quadratic_loop(z, y, grad):
+    """The lecture's C = 1/(2m) sum_x ||y(x) - a||^2; dZ = (Z - Y) / m."""
+    return squared_error_loop(z, y, 0.5 / z.shape[0], grad)
+
+
+def quadratic_vec(z, y, grad):
+    """The lecture's C = 1/(2m) sum_x ||y(x) - a||^2; dZ = (Z - Y) / m."""
+    return squared_error_vec(z, y, 0.5 / z.shape[0], grad)
 
 
 # ------------------------------------------------------------------- accuracy
@@ -171,6 +193,8 @@ softmax_cross_entropy_jit = jit(softmax_cross_entropy_loop)
 softmax_cross_entropy_soft_jit = jit(softmax_cross_entropy_soft_loop)
 binary_cross_entropy_jit = jit(binary_cross_entropy_loop)
 squared_error_jit = jit(squared_error_loop)
+mse_jit = jit(mse_loop)
+quadratic_jit = jit(quadratic_loop)
 
 
 #: kernel name -> {form -> kernel}
@@ -181,6 +205,8 @@ LOSS_KERNELS = {
         "softmax_cross_entropy_soft",
         "binary_cross_entropy",
         "squared_error",
+        "mse",
+        "quadratic",
     )
 }
 

@@ -433,6 +433,12 @@ def nadam_vec(param, grad, exp_avg, exp_avg_sq, gscale, clip, decay, weight_deca
 
 
 # -------------------------------------------------------- gradient norm, penalty
+@register_jitable
+def clip_coefficient(total_norm, max_norm):
+    """``min(max_norm / (total_norm + 1e-6), 1)``, ``torch.nn.utils.clip_grad_norm_``'s factor."""
+    return min(max_norm / (total_norm + 1e-6), 1.0)
+
+
 #: Elements per block of the sum of squares: blocks are summed in parallel, then their
 #: sums in order, so the result does not depend on the thread count.
 SUMSQ_BLOCK = 1 << 16

@@ -1,0 +1,87 @@
+"""fit's compiled epoch (``kernels/epoch.py``): which models take it, and its arguments.
+
+``Sequential._fit_epoch`` hands the epoch's full batches to :func:`run_full_batches`,
+which runs them in one call of ``fit_epoch_jit`` when the model is a stack of
+:class:`~fastnn.layers.Dense` layers on the JIT backend, the loss has epoch kernels for
+its targets and the optimizer updates the model's flat buffer with a JIT kernel; else
+it returns None and the Python loop runs every batch. Both make the same kernel calls
+in the same order: the weights, the optimizer state, the loss and the counts come out
+the same to the bit (tests/test_epoch.py).
+"""
+
+import numpy as np
+
+from .kernels.epoch import (
+    CHECK_EXPONENT,
+    CHECK_NONE,
+    CHECK_SUMSQ,
+    GRAD_NONFINITE,
+    LOSS_NONFINITE,
+    fit_epoch_jit,
+)
+from .layers import Dense
+
+
+def _check_code(optimizer, dtype):
+    """What Optimizer.step checks before an update (see its ``_gradient_sumsq``)."""
+    if optimizer.clip_norm is None and optimizer.on_nonfinite == "apply":
+        return CHECK_NONE
+    if optimizer.clip_norm is None and dtype == np.float32:
+        return CHECK_EXPONENT
+    return CHECK_SUMSQ
+
+
+def run_full_batches(model, X, target, loss, optimizer, bs, order, penalty):
+    """Train on the ``len(order) // bs`` full batches of ``order`` in one compiled call.
+
+    Returns None when the model cannot take the compiled epoch (nothing has run), else
+    ``(total, correct, steps, diverged)``: the sum of ``loss * bs`` and the correct count
+    over the ``steps`` steps taken, and whether training diverged at step ``steps``
+    (``model._divergence`` says why; the snapshot holds the last good state)."""
+    layers = model.layers
+    if (model.backend != "jit" or optimizer.backend != "jit"
+            or not all(type(layer) is Dense for layer in layers)):
+        return None
+    kernels = loss.epoch_kernels(target)
+    chunks = optimizer._chunks(model._buffer.grads)
+    if kernels is None or len(chunks) != 1 or len(model._last_good.saved) != 1:
+        return None
+    param, grad, state = chunks[0]
+    if optimizer._pick(optimizer._kernel, optimizer._kernel_parallel, param.size) is not \
+            optimizer._kernel:
+        return None  # a model large enough for the threaded update: not what this is for
+    dtype = model.dtype
+    spaces = [layer.workspace(bs) for layer in layers]
+    xb = model._ws.get("xb", (bs, X.shape[1]), dtype)
+    tb = model._ws.get("tb", (bs,) + target.shape[1:], target.dtype)
+    dout = model._ws.get("dz", (bs, model.n_outputs), dtype)
+    if penalty is None:
+        starts = stops = np.zeros(0, np.int64)
+        l1 = l2 = 0.0
+    else:
+        starts, stops, l1, l2 = penalty.starts, penalty.stops, penalty.l1 / bs, penalty.l2 / bs
+    n_steps = order.shape[0] // bs
+    rows, states = optimizer._scalar_rows(n_steps)
+    gbits = grad.view(np.uint32) if dtype == np.float32 else np.zeros(0, np.uint32)
+    total, correct, steps, saved_at, status, value = fit_epoch_jit(optimizer.kernel, *kernels)(
+        X, target, order, xb, tb,
+        tuple([layer.W for layer in layers]), tuple([layer.b for layer in layers]),
+        tuple([layer.dW for layer in layers]), tuple([layer.db for layer in layers]),
+        tuple([a for a, _, _ in spaces]), tuple([dz for _, dz, _ in spaces]),
+        tuple([dx for _, _, dx in spaces]),
+        np.array([layer._act for layer in layers], np.int64),
+        np.array([layer.alpha for layer in layers], np.float64),
+        dout, loss.is_classifier, starts, stops, l1, l2,
+        param, grad, gbits, state, rows, (0,) * rows.shape[1],
+        _check_code(optimizer, dtype), optimizer.on_nonfinite != "apply",
+        optimizer.clip_norm or 0.0, model._last_good.saved[0])
+    if saved_at >= 0:
+        model._last_good.step = model.step + saved_at
+    model.step += steps
+    optimizer._advance(steps, states)
+    if status == LOSS_NONFINITE:
+        model._divergence = f"the loss became {value}"
+    elif status == GRAD_NONFINITE:
+        optimizer._nonfinite_gradient(stacklevel=4)
+        model._divergence = "the gradient became inf or NaN"
+    return total, correct, steps, status in (LOSS_NONFINITE, GRAD_NONFINITE)

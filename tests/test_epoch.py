@@ -1,0 +1,190 @@
+"""fit's compiled epoch (kernels/epoch.py) against the Python loop it replaces.
+
+For a stack of Dense layers ``_fit_epoch`` runs the full batches in one call of
+``fit_epoch_jit``; the Python loop (``run_full_batches`` patched to decline) makes the
+same kernel calls one at a time. Both must leave the same bits everywhere: weights,
+optimizer state and counters, history, the divergence snapshot and message.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import fastnn as fn
+import fastnn._epoch
+import fastnn.model
+from fastnn import optim
+
+
+def _python_loop(monkeypatch):
+    monkeypatch.setattr(fastnn.model, "run_full_batches", lambda *args: None)
+
+
+def _data(loss, n, n_in, n_out, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, n_in)).astype(dtype)
+    if loss == "softmax_cross_entropy":
+        return X, rng.integers(0, n_out, n)
+    if loss == "binary_cross_entropy":
+        return X, rng.integers(0, 2, (n, n_out))
+    return X, rng.standard_normal((n, n_out)).astype(dtype)
+
+
+def _train(loss="softmax_cross_entropy", acts=("relu", "tanh"), dtype=np.float32,
+           optimizer=("adam", {}), n=203, bs=16, epochs=2, n_out=3, l1=0.0, l2=0.0,
+           seed=0, X=None, y=None):
+    """Fit a Dense stack; returns what a run leaves behind, for an exact comparison."""
+    if X is None:
+        X, y = _data(loss, n, 6, n_out, dtype, seed)
+    widths = [X.shape[1], 8, 5][:len(acts) + 1]
+    layers = [fn.Dense(a, b, activation=act, alpha=0.1)
+              for a, b, act in zip(widths[:-1], widths[1:], acts)]
+    model = fn.Sequential(layers + [fn.Dense(widths[len(acts)], n_out)], seed=seed, dtype=dtype)
+    name, kwargs = optimizer
+    opt = optim.get_optimizer(name, model.parameters(), **kwargs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(X, y, loss=loss, optimizer=opt, epochs=epochs, batch_size=bs,
+                            l1=l1, l2=l2)
+    return {
+        "weights": model._buffer.data.copy(),
+        "grads": model._buffer.grad.copy(),
+        "state": {k: v.copy() for k, v in opt.state.items()},
+        "scalars": (opt.step_count, opt.skipped_steps, model.step, model._last_good.step,
+                    *opt._scalar_state().values()),
+        "history": history.history,
+        "stopped": history.stopped_reason,
+        "warnings": [str(w.message) for w in caught],
+    }
+
+
+def _assert_same(comp, ref):
+    np.testing.assert_array_equal(comp["weights"], ref["weights"])
+    np.testing.assert_array_equal(comp["grads"], ref["grads"])
+    assert comp["state"].keys() == ref["state"].keys()
+    for key in ref["state"]:
+        np.testing.assert_array_equal(comp["state"][key], ref["state"][key], err_msg=key)
+    assert comp["scalars"] == ref["scalars"]
+    assert comp["history"] == ref["history"]
+    assert comp["stopped"] == ref["stopped"]
+    assert comp["warnings"] == ref["warnings"]
+
+
+def _compare(monkeypatch, **kwargs):
+    calls = []
+    real = fastnn._epoch.run_full_batches
+
+    def counting(*args):
+        out = real(*args)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(fastnn.model, "run_full_batches", counting)
+    comp = _train(**kwargs)
+    assert calls and all(calls), "the compiled epoch did not run"
+    _python_loop(monkeypatch)
+    ref = _train(**kwargs)
+    _assert_same(comp, ref)
+    return comp
+
+
+OPTIMIZERS = [
+    ("sgd", {"lr": 0.05}),
+    ("sgd", {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-3}),
+    ("sgd", {"lr": 0.05, "momentum": 0.5, "dampening": 0.1, "maximize": True}),
+    ("momentum", {"lr": 0.05, "bias_correction": True}),
+    ("adagrad", {"lr": 0.05, "lr_decay": 0.01}),
+    ("rmsprop", {"lr": 0.01, "centered": True, "momentum": 0.5}),
+    ("adadelta", {"lr": 1.0}),
+    ("adam", {"lr": 0.01}),
+    ("adam", {"lr": 0.01, "amsgrad": True, "weight_decay": 1e-2, "clip_value": 0.05}),
+    ("adamw", {"lr": 0.01, "clip_norm": 0.1}),
+    ("adamax", {"lr": 0.01, "on_nonfinite": "apply"}),
+    ("nadam", {"lr": 0.01}),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS, ids=lambda o: f"{o[0]}-{len(o[1])}")
+def test_every_optimizer_same_bits_as_the_python_loop(monkeypatch, optimizer, dtype):
+    out = _compare(monkeypatch, optimizer=optimizer, dtype=dtype)
+    assert len(out["history"]["loss"]) == 2 and np.isfinite(out["history"]["loss"]).all()
+    assert out["scalars"][0] == 2 * 13  # 203 samples in batches of 16: 12 full + 1 more
+
+
+@pytest.mark.parametrize("loss,n_out", [("softmax_cross_entropy", 4),
+                                        ("binary_cross_entropy", 2), ("mse", 2),
+                                        ("quadratic", 1)])
+@pytest.mark.parametrize("acts", [("relu", "tanh"), ("sigmoid", "leaky_relu"), ("identity",)])
+def test_every_loss_and_activation_same_bits(monkeypatch, loss, n_out, acts):
+    _compare(monkeypatch, loss=loss, n_out=n_out, acts=acts, dtype=np.float64)
+
+
+def test_schedule_penalty_and_no_remainder_same_bits(monkeypatch):
+    sched = fn.schedules.CosineDecay(0.05, 30)
+    out = _compare(monkeypatch, optimizer=("sgd", {"lr": sched, "momentum": 0.9}), n=160,
+                   bs=16, l1=1e-3, l2=1e-2, epochs=3)
+    assert out["scalars"][0] == 30
+
+
+def test_batch_of_one_same_bits(monkeypatch):
+    _compare(monkeypatch, optimizer=("sgd", {"lr": 0.01}), n=40, bs=1)
+
+
+def test_diverging_loss_stops_at_the_same_step(monkeypatch):
+    out = _compare(monkeypatch, optimizer=("sgd", {"lr": 1e4}), loss="mse", acts=("relu",),
+                   n_out=1, epochs=5)
+    assert out["stopped"] is not None and "training diverged" in out["stopped"]
+    assert np.isfinite(out["weights"]).all()
+
+
+@pytest.mark.parametrize("on_nonfinite", ["skip", "raise"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gradient_overflow_with_a_finite_loss(monkeypatch, on_nonfinite, dtype):
+    """Targets near float32's largest value: the float64 loss is finite, the float32
+    dW = dZ^T A overflows. float64 never overflows: both paths train on."""
+    rng = np.random.default_rng(0)
+    X = (np.abs(rng.standard_normal((40, 6))) + 5).astype(dtype)
+    y = np.full((40, 1), 3e38, dtype)
+    kwargs = dict(optimizer=("sgd", {"lr": 1e-40, "on_nonfinite": on_nonfinite}),
+                  loss="mse", acts=("relu",), n_out=1, bs=2, X=X, y=y, dtype=dtype)
+    if on_nonfinite == "raise" and dtype == np.float32:
+        with pytest.raises(FloatingPointError, match="step 0: the gradient has a NaN"):
+            _train(**kwargs)
+        _python_loop(monkeypatch)
+        with pytest.raises(FloatingPointError, match="step 0: the gradient has a NaN"):
+            _train(**kwargs)
+        return
+    out = _compare(monkeypatch, **kwargs)
+    if dtype == np.float32:
+        assert "the gradient became inf or NaN" in out["stopped"]
+        assert out["scalars"][:3] == (0, 1, 0)  # no step taken, one skipped
+        assert any("skipped step 0" in w for w in out["warnings"])
+    else:
+        assert out["stopped"] is None
+
+
+def test_declines_what_it_cannot_run(monkeypatch):
+    """Layers other than Dense, probability-row targets, a non-JIT optimizer: the
+    Python loop trains (and gets the same result as ever)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 5)).astype(np.float32)
+    soft = rng.random((64, 3)).astype(np.float32)
+    soft /= soft.sum(axis=1, keepdims=True)
+    cases = [
+        (fn.Sequential([fn.Dense(5, 4), fn.ReLU(), fn.Dense(4, 3)]), soft.argmax(1), "jit"),
+        (fn.Sequential([fn.Dense(5, 4, activation="relu"), fn.Dense(4, 3)]), soft, "jit"),
+        (fn.Sequential([fn.Dense(5, 4, activation="relu"), fn.Dense(4, 3)]), soft.argmax(1),
+         "vec"),
+    ]
+    for model, y, backend in cases:
+        calls = []
+        real = fastnn._epoch.run_full_batches
+        monkeypatch.setattr(fastnn.model, "run_full_batches",
+                            lambda *a: calls.append(real(*a)) or calls[-1])
+        opt = optim.Adam(model.parameters(), lr=1e-2, backend=backend)
+        hist = model.fit(X, y, loss="softmax_cross_entropy", optimizer=opt, epochs=2,
+                         batch_size=16)
+        assert calls == [None, None]
+        assert hist.history["loss"][1] < hist.history["loss"][0]
