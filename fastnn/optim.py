@@ -707,9 +707,9 @@ class Adam(Optimizer):
         beta1, beta2 = self.betas
         t = float(self.step_count + 1)
         step_size = lr / (1 - beta1 ** t)
-        bc2_sqrt = (1 - beta2 ** t) ** 0.5
+        inv_bc2_sqrt = 1 / (1 - beta2 ** t) ** 0.5
         decay, wd = self._decay(lr)
-        return (decay, wd, 1 - beta1, 1 - (1 - beta1), beta2, 1 - beta2, step_size, bc2_sqrt,
+        return (decay, wd, 1 - beta1, 1 - (1 - beta1), beta2, 1 - beta2, step_size, inv_bc2_sqrt,
                 self.eps, self.amsgrad)
 
 

@@ -72,9 +72,9 @@ def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, As, dZs, dXs, acts, al
 
     ``Ws``... ``dXs`` are the layers' tuples of parameters, gradients and workspaces
     (``dXs[0]`` has no rows: the first layer's input gradient is not needed),
-    ``acts``/``alphas`` their activation codes and slopes, ``dout`` the loss gradient, ``classify`` whether
-    ``count_kernel`` counts. ``loss_kernel``, ``count_kernel`` and ``update`` are those
-    :func:`fit_epoch_jit` binds.
+    ``acts``/``alphas`` their activation codes and slopes, ``dout`` the loss gradient,
+    ``classify`` whether ``count_kernel`` counts. ``loss_kernel``, ``count_kernel`` and
+    ``update`` are those :func:`fit_epoch_jit` binds.
     ``update(param, grad, *state, *rows[s])`` is step ``s``'s optimizer kernel call: row
     ``s`` holds its ``gscale`` (the sign of ``maximize``), ``clip`` and scalars, in the
     parameters' dtype; ``like`` is a tuple as long as a row. ``check`` says how the
