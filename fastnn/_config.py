@@ -74,6 +74,7 @@ if DEFAULT_DTYPE not in (np.float32, np.float64):
 OPTIM_PARALLEL_MIN = int(os.environ.get("FASTNN_OPTIM_PARALLEL_MIN", "") or 262144)
 
 _num_threads = 1  # threads fastnn was given; 1 until set_num_threads
+_blas_pin = None  # the threadpoolctl limit set_num_threads(n > 1) put on BLAS
 
 
 def set_num_threads(n):
@@ -85,14 +86,19 @@ def set_num_threads(n):
     and both pools busy-wait after each call: with two threads each on two cores they
     took turns spinning on each other's cores (a 10M Adam step after a 128x784 @
     784x256 product: 16 ms instead of 5.4 ms). So the threads go to one pool at a time:
-    ``n = 1`` (the default) keeps every fastnn kernel serial and leaves BLAS its threads.
+    ``n = 1`` (the default) keeps every fastnn kernel serial and gives BLAS back the
+    threads it had. With ``n > 1``, ``fit`` also splits each mini-batch of a stack of
+    Dense layers into ``n`` parts that run side by side (``fastnn/_epoch.py``).
     ``FASTNN_NUM_THREADS=n`` calls this at import. Returns the previous ``n``."""
-    global _num_threads
+    global _num_threads, _blas_pin
     n = int(n)
     if n < 1:
         raise ValueError(f"n={n}: expected a number of threads >= 1")
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    if n > 1:
+    if n == 1 and _blas_pin is not None:
+        _blas_pin.restore_original_limits()
+        _blas_pin = None
+    if n > 1 and _blas_pin is None:
         try:
             import scipy.linalg  # noqa: F401  load scipy's OpenBLAS so that the limit covers it
             from threadpoolctl import threadpool_limits
@@ -103,7 +109,7 @@ def set_num_threads(n):
                           "own threads and the two pools may fight; pip install threadpoolctl",
                           RuntimeWarning, stacklevel=2)
         else:
-            threadpool_limits(limits=1, user_api="blas")
+            _blas_pin = threadpool_limits(limits=1, user_api="blas")
     previous, _num_threads = _num_threads, n
     return previous
 
@@ -146,11 +152,14 @@ def jit_parallel(fn):
     return numba.njit(**JIT_PARALLEL)(_twin(fn, "parallel", {}))
 
 
-def jit_bound(fn, suffix, **bind):
-    """Like :func:`jit`, for a twin of ``fn`` that calls the functions in ``bind`` by those
-    global names: one compilation, and one disk cache entry, per binding. (Passing a
-    compiled function as an argument instead recompiles it in every new process: numba
-    cannot find such a signature in its disk cache again.)"""
+def jit_bound(fn, suffix, parallel=False, **bind):
+    """Like :func:`jit` (:func:`jit_parallel` if ``parallel``), for a twin of ``fn`` that
+    calls the functions in ``bind`` by those global names: one compilation, and one disk
+    cache entry, per binding. (Passing a compiled function as an argument instead
+    recompiles it in every new process: numba cannot find such a signature in its disk
+    cache again.)"""
+    if parallel:
+        return numba.njit(**JIT_PARALLEL)(_twin(fn, suffix + "_parallel", bind))
     return numba.njit(**JIT)(_twin(fn, suffix, bind))
 
 

@@ -11,6 +11,7 @@ the same to the bit (tests/test_epoch.py).
 
 import numpy as np
 
+from . import _config
 from .kernels.epoch import (
     CHECK_EXPONENT,
     CHECK_NONE,
@@ -29,6 +30,20 @@ def _check_code(optimizer, dtype):
     if optimizer.clip_norm is None and dtype == np.float32:
         return CHECK_EXPONENT
     return CHECK_SUMSQ
+
+
+#: Fewest rows in a part of a batch split over threads: below, the batch is not split.
+MIN_PART_ROWS = 16
+
+
+def _parts(bs):
+    """Parts a batch of ``bs`` is split into: one per thread fastnn was given
+    (:func:`fastnn.set_num_threads`), when that divides it into parts of at least
+    :data:`MIN_PART_ROWS` rows; else 1."""
+    parts = _config.threads()
+    if parts > 1 and bs % parts == 0 and bs // parts >= MIN_PART_ROWS:
+        return parts
+    return 1
 
 
 def run_full_batches(model, X, target, loss, optimizer, bs, order, penalty):
@@ -51,10 +66,31 @@ def run_full_batches(model, X, target, loss, optimizer, bs, order, penalty):
             optimizer._kernel:
         return None  # a model large enough for the threaded update: not what this is for
     dtype = model.dtype
-    spaces = [layer.workspace(bs) for layer in layers]
-    xb = model._ws.get("xb", (bs, X.shape[1]), dtype)
-    tb = model._ws.get("tb", (bs,) + target.shape[1:], target.dtype)
-    dout = model._ws.get("dz", (bs, model.n_outputs), dtype)
+    parts = _parts(bs)
+    if parts == 1:  # the layers' own workspaces and gradients, as (1, ...) views
+        spaces = [layer.workspace(bs) for layer in layers]
+        xb = model._ws.get("xb", (bs, X.shape[1]), dtype)[None]
+        tb = model._ws.get("tb", (bs,) + target.shape[1:], target.dtype)[None]
+        douts = model._ws.get("dz", (bs, model.n_outputs), dtype)[None]
+        As, dZs, dXs = (tuple([space[k][None] for space in spaces]) for k in range(3))
+        dWp = tuple([layer.dW[None] for layer in layers])
+        dBp = tuple([layer.db[None] for layer in layers])
+    else:  # each part's own: (parts, rows, ...)
+        def get(name, shape, dt=dtype):
+            return model._ws.get("parts " + name, (parts,) + shape, dt)
+
+        h = bs // parts
+        xb = get("xb", (h, X.shape[1]))
+        tb = get("tb", (h,) + target.shape[1:], target.dtype)
+        douts = get("dz", (h, model.n_outputs))
+        As = tuple([get(f"a{k}", (h, layer.out_features)) for k, layer in enumerate(layers)])
+        dZs = tuple([get(f"dz{k}", (h, layer.out_features)) for k, layer in enumerate(layers)])
+        dXs = tuple([get(f"dx{k}", (h, layer.in_features) if k else (0, 0))
+                     for k, layer in enumerate(layers)])
+        dWp = tuple([get(f"dw{k}", layer.dW.shape) for k, layer in enumerate(layers)])
+        dBp = tuple([get(f"db{k}", layer.db.shape) for k, layer in enumerate(layers)])
+    values = model._ws.get("parts loss", (parts,), np.float64)
+    counts = model._ws.get("parts count", (parts,), np.int64)
     if penalty is None:
         starts = stops = np.zeros(0, np.int64)
         l1 = l2 = 0.0
@@ -63,15 +99,15 @@ def run_full_batches(model, X, target, loss, optimizer, bs, order, penalty):
     n_steps = order.shape[0] // bs
     rows, states = optimizer._scalar_rows(n_steps)
     gbits = grad.view(np.uint32) if dtype == np.float32 else np.zeros(0, np.uint32)
-    total, correct, steps, saved_at, status, value = fit_epoch_jit(optimizer.kernel, *kernels)(
+    epoch = fit_epoch_jit(optimizer.kernel, *kernels, parallel=parts > 1)
+    total, correct, steps, saved_at, status, value = epoch(
         X, target, order, xb, tb,
         tuple([layer.W for layer in layers]), tuple([layer.b for layer in layers]),
         tuple([layer.dW for layer in layers]), tuple([layer.db for layer in layers]),
-        tuple([a for a, _, _ in spaces]), tuple([dz for _, dz, _ in spaces]),
-        tuple([dx for _, _, dx in spaces]),
+        dWp, dBp, As, dZs, dXs,
         np.array([layer._act for layer in layers], np.int64),
         np.array([layer.alpha for layer in layers], np.float64),
-        dout, loss.is_classifier, starts, stops, l1, l2,
+        douts, values, counts, loss.is_classifier, starts, stops, l1, l2,
         param, grad, gbits, state, rows, (0,) * rows.shape[1],
         _check_code(optimizer, dtype), optimizer.on_nonfinite != "apply",
         optimizer.clip_norm or 0.0, model._last_good.saved[0])

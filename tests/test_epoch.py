@@ -188,3 +188,43 @@ def test_declines_what_it_cannot_run(monkeypatch):
                          batch_size=16)
         assert calls == [None, None]
         assert hist.history["loss"][1] < hist.history["loss"][0]
+
+
+@pytest.fixture
+def two_threads():
+    import numba
+
+    pytest.importorskip("threadpoolctl")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has one thread here")
+    previous = fn.set_num_threads(2)
+    yield
+    fn.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("loss,n_out", [("softmax_cross_entropy", 3),
+                                        ("binary_cross_entropy", 2), ("mse", 1)])
+def test_batch_split_over_threads(monkeypatch, two_threads, loss, n_out):
+    """With two threads a batch of 32 runs as two parts of 16 side by side: the gradient
+    is the mean of the parts' (their sum rounds differently from one sum over 32 rows),
+    so training matches the one-thread run to rounding, and itself to the bit."""
+    seen = []
+    real = fastnn._epoch._parts
+    monkeypatch.setattr(fastnn._epoch, "_parts", lambda bs: seen.append(real(bs)) or seen[-1])
+    kwargs = dict(loss=loss, n_out=n_out, dtype=np.float64, optimizer=("adam", {"lr": 0.01}),
+                  bs=32, n=203, l2=1e-2)
+    split = _train(**kwargs)
+    assert seen and set(seen) == {2}
+    _assert_same(_train(**kwargs), split)  # deterministic
+    fn.set_num_threads(1)
+    one = _train(**kwargs)
+    assert set(seen) == {2, 1}
+    np.testing.assert_allclose(split["weights"], one["weights"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(split["history"]["loss"], one["history"]["loss"], rtol=1e-12)
+    if "accuracy" in one["history"]:
+        assert split["history"]["accuracy"] == one["history"]["accuracy"]
+    assert split["scalars"] == one["scalars"]
+
+
+def test_batch_split_needs_parts_of_16_rows(two_threads):
+    assert [fastnn._epoch._parts(bs) for bs in (1, 16, 31, 32, 33, 128)] == [1, 1, 1, 2, 1, 2]

@@ -141,6 +141,9 @@ def test_set_num_threads_gives_numba_the_threads_and_pins_blas():
                     if i["user_api"] == "blas"]
             assert blas and max(blas) == 1
             assert _config.set_num_threads(1) == 2 and _config.threads() == 1
+            blas = [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                    if i["user_api"] == "blas"]
+            assert min(blas) == 2  # BLAS has its threads back
         finally:
             _config.set_num_threads(previous)
             numba.set_num_threads(before)

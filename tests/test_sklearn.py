@@ -30,12 +30,22 @@ _EXTRAS = dict(hidden_layer_sizes=(16, 8), max_iter=30, learning_rate_init=0.01,
                batch_norm=True, early_stopping=True, dtype="float64")
 
 
+def _expected_failures(estimator):
+    if estimator.dtype == "float64":
+        return {}
+    # OpenBLAS computes a product with one row or one column as a matrix-vector (or dot)
+    # product, summing in another order: the regressor's 16 -> 1 output layer gives a
+    # row alone and the same row in a batch of 30 float32 values an ulp apart (1.2e-7
+    # measured), above the check's atol of 1e-7. float64 networks pass it.
+    return {"check_methods_subset_invariance": "float32: one-row products round differently"}
+
+
 @parametrize_with_checks([
     MLPClassifier(**_FAST),
     MLPRegressor(**_FAST),
     MLPClassifier(solver="rmsprop", **_EXTRAS),
     MLPRegressor(solver="sgd", optimizer_kwargs={"momentum": 0.9}, **_EXTRAS),
-])
+], expected_failed_checks=_expected_failures)
 def test_sklearn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

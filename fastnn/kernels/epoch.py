@@ -23,7 +23,8 @@ makes the same calls one at a time from Python.
 import math
 
 import numpy as np
-from numba.extending import overload
+from numba import prange
+from numba.extending import overload, register_jitable
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from .._config import jit_bound
@@ -65,50 +66,87 @@ def _row_scalars(row, like):
 loss_kernel = count_kernel = update = None
 
 
-def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, As, dZs, dXs, acts, alphas, dout,
-                   classify, starts, stops, l1, l2, param, grad, gbits, state, rows, like,
-                   check, stop_nonfinite, clip_norm, saved):
-    """The epoch's ``len(order) // len(xb)`` full batches, each one step of training.
+@register_jitable
+def _mean_of_parts(parts_grads, grads):
+    """grads := the mean of the parts' gradients (each part's loss is a mean over its rows,
+    so the batch's gradient is the mean of theirs)."""
+    scale = 1.0 / parts_grads.shape[0]
+    flat = grads.reshape(-1)
+    for k in range(flat.shape[0]):
+        flat[k] = 0.0
+    for t in range(parts_grads.shape[0]):
+        part = parts_grads[t].reshape(-1)
+        for k in range(flat.shape[0]):
+            flat[k] += part[k]
+    for k in range(flat.shape[0]):
+        flat[k] *= scale
 
-    ``Ws``... ``dXs`` are the layers' tuples of parameters, gradients and workspaces
-    (``dXs[0]`` has no rows: the first layer's input gradient is not needed),
-    ``acts``/``alphas`` their activation codes and slopes, ``dout`` the loss gradient,
-    ``classify`` whether ``count_kernel`` counts. ``loss_kernel``, ``count_kernel`` and
-    ``update`` are those :func:`fit_epoch_jit` binds.
-    ``update(param, grad, *state, *rows[s])`` is step ``s``'s optimizer kernel call: row
-    ``s`` holds its ``gscale`` (the sign of ``maximize``), ``clip`` and scalars, in the
-    parameters' dtype; ``like`` is a tuple as long as a row. ``check`` says how the
-    gradient is checked (``CHECK_*``), ``stop_nonfinite`` whether a non-finite one ends
-    the epoch, ``clip_norm > 0`` that ``gscale`` is scaled by ``clip_coefficient`` of
-    its norm. ``saved`` receives
-    ``param`` before each update. ``l1``/``l2`` are already divided by the batch size.
+
+def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, dWp, dBp, As, dZs, dXs, acts,
+                   alphas, douts, values, counts, classify, starts, stops, l1, l2, param, grad,
+                   gbits, state, rows, like, check, stop_nonfinite, clip_norm, saved):
+    """The epoch's full batches of ``order``, each one step of training.
+
+    A batch is gathered into ``xb``/``tb``, shaped ``(parts, rows, ...)``: its parts'
+    forward and backward passes run side by side (``prange``: on numba's threads in the
+    parallel compilation), each into its own slices of the workspaces ``As``, ``dZs``,
+    ``dXs``, ``douts`` and of the gradients ``dWp``, ``dBp`` (tuples over layers of
+    arrays with a leading ``parts`` axis; ``dXs[0]`` has no rows: the first layer's
+    input gradient is not needed). With one part these are views of the layers' own
+    workspaces and gradients ``dWs``, ``dBs``, and the step makes exactly the Python
+    loop's calls; with more, the gradients are the mean of the parts'. ``Ws``, ``Bs``
+    are the layers' parameters, ``acts``/``alphas`` their activation codes and slopes;
+    ``values``/``counts`` hold each part's loss and correct count (``classify``: count).
+    ``loss_kernel``, ``count_kernel`` and ``update`` are those :func:`fit_epoch_jit` binds.
+
+    Then, on the whole buffer: the L1/L2 penalty (``l1``/``l2`` already divided by the
+    batch size), a finite loss or stop, ``saved`` := ``param``, the gradient check
+    (``check``, a ``CHECK_*``; ``stop_nonfinite``: a non-finite gradient ends the
+    epoch; ``clip_norm > 0`` scales ``gscale`` by ``clip_coefficient`` of its norm)
+    and ``update(param, grad, *state, *rows[s])``: row ``s`` holds step ``s``'s
+    ``gscale`` (the sign of ``maximize``), ``clip`` and scalars in the parameters'
+    dtype; ``like`` is a tuple as long as a row.
 
     Returns ``(total, correct, steps, saved_at, status, value)``: the sum of
     ``loss * batch size`` and the correct count over the ``steps`` steps taken, the
     step whose parameters ``saved`` holds (-1: none), ``DONE`` or the reason the epoch
     stopped at step ``steps``, and that step's loss.
     """
-    bs = xb.shape[0]
+    parts, h = xb.shape[0], xb.shape[1]
+    bs = parts * h
     n_layers = len(Ws)
     total = 0.0
     correct = 0
     saved_at = -1
     for s in range(order.shape[0] // bs):
-        for r in range(bs):
-            j = order[s * bs + r]
-            for c in range(X.shape[1]):
-                xb[r, c] = X[j, c]
-            tb[r] = T[j]
-        for layer in range(n_layers):
-            dense_forward_jit(xb if layer == 0 else As[layer - 1], Ws[layer], Bs[layer],
-                              acts[layer], alphas[layer], As[layer])
-        z = As[n_layers - 1]
-        value = loss_kernel(z, tb, dout)
-        for layer in range(n_layers - 1, -1, -1):
-            dense_backward_jit(xb if layer == 0 else As[layer - 1], Ws[layer], As[layer],
-                               dout if layer == n_layers - 1 else dXs[layer + 1],
-                               acts[layer], alphas[layer], dZs[layer], dWs[layer],
-                               dBs[layer], dXs[layer])
+        for t in range(parts):
+            for r in range(h):
+                j = order[s * bs + t * h + r]
+                for c in range(X.shape[1]):
+                    xb[t, r, c] = X[j, c]
+                tb[t, r] = T[j]
+        for t in prange(parts):  # forward, loss and backward of part t
+            for layer in range(n_layers):
+                dense_forward_jit(xb[t] if layer == 0 else As[layer - 1][t], Ws[layer],
+                                  Bs[layer], acts[layer], alphas[layer], As[layer][t])
+            values[t] = loss_kernel(As[n_layers - 1][t], tb[t], douts[t])
+            for layer in range(n_layers - 1, -1, -1):
+                dense_backward_jit(xb[t] if layer == 0 else As[layer - 1][t], Ws[layer],
+                                   As[layer][t],
+                                   douts[t] if layer == n_layers - 1 else dXs[layer + 1][t],
+                                   acts[layer], alphas[layer], dZs[layer][t], dWp[layer][t],
+                                   dBp[layer][t], dXs[layer][t])
+            if classify:
+                counts[t] = count_kernel(As[n_layers - 1][t], tb[t])
+        value = values[0]
+        if parts > 1:
+            value = 0.0
+            for t in range(parts):
+                value += values[t]
+            value /= parts
+            for layer in range(n_layers):
+                _mean_of_parts(dWp[layer], dWs[layer])
+                _mean_of_parts(dBp[layer], dBs[layer])
         if l1 != 0.0 or l2 != 0.0:
             value += penalty_jit(param, grad, starts, stops, l1, l2)
         if not math.isfinite(value):
@@ -129,20 +167,22 @@ def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, As, dZs, dXs, acts, al
         update(param, grad, *state, *row_scalars(rows[s], like))
         total += value * bs
         if classify:
-            correct += count_kernel(z, tb)
+            for t in range(parts):
+                correct += counts[t]
     return total, correct, order.shape[0] // bs, saved_at, DONE, 0.0
 
 
 _COMPILED = {}
 
 
-def fit_epoch_jit(optimizer, loss, count):
+def fit_epoch_jit(optimizer, loss, count, parallel=False):
     """:func:`fit_epoch_loop` compiled with the ``OPTIMIZER_KERNELS``, ``LOSS_KERNELS`` and
     ``COUNT_KERNELS`` of those names as ``update``, ``loss_kernel`` and ``count_kernel``
-    (compiled on first call, cached on disk)."""
-    key = (optimizer, loss, count)
+    (compiled on first call, cached on disk); ``parallel``: its parts on numba's
+    threads."""
+    key = (optimizer, loss, count, parallel)
     if key not in _COMPILED:
-        _COMPILED[key] = jit_bound(fit_epoch_loop, "_".join(key),
+        _COMPILED[key] = jit_bound(fit_epoch_loop, "_".join(key[:3]), parallel,
                                    update=OPTIMIZER_KERNELS[optimizer]["jit"],
                                    loss_kernel=LOSS_KERNELS[loss]["jit"],
                                    count_kernel=COUNT_KERNELS[count]["jit"])
