@@ -190,9 +190,12 @@ def leaky_relu_backward_vec(a, da, alpha, out):
 
 # ---------------------------------------------------------------------- softmax
 @register_jitable
-def row_max_sumexp(z, i):
+def row_max_sumexp(z, i, e):
     """``m = max_j Z_ij`` and ``s = sum_j exp(Z_ij - m)``: the overflow-free pieces of
-    softmax (``exp(Z_ij - m) / s``) and of logsumexp (``m + log s``)."""
+    softmax (``exp(Z_ij - m) / s``) and of logsumexp (``m + log s``). Each
+    ``exp(Z_ij - m)`` is also stored in ``e[i, j]`` (``e`` may be ``z``), so that a
+    softmax needs one exponential per element, not two (the exponentials are most of
+    its time: libm's, one at a time)."""
     m = np.float64(z[i, 0])
     for j in range(1, z.shape[1]):
         v = np.float64(z[i, j])
@@ -200,7 +203,9 @@ def row_max_sumexp(z, i):
             m = v
     s = 0.0
     for j in range(z.shape[1]):
-        s += math.exp(np.float64(z[i, j]) - m)
+        v = math.exp(np.float64(z[i, j]) - m)
+        e[i, j] = v
+        s += v
     return m, s
 
 
@@ -208,9 +213,9 @@ def row_max_sumexp(z, i):
 def softmax_forward_loop(z, alpha, out):
     """A_ij = exp(Z_ij - max_k Z_ik) / sum_k exp(Z_ik - max_k Z_ik), row by row."""
     for i in range(z.shape[0]):
-        m, s = row_max_sumexp(z, i)
+        m, s = row_max_sumexp(z, i, out)
         for j in range(z.shape[1]):
-            out[i, j] = math.exp(np.float64(z[i, j]) - m) / s
+            out[i, j] = np.float64(out[i, j]) / s
 
 
 def softmax_forward_vec(z, alpha, out):

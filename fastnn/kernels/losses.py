@@ -25,11 +25,10 @@ def softmax_cross_entropy_loop(z, y, grad):
     m = z.shape[0]
     total = 0.0
     for i in range(m):
-        mx, s = row_max_sumexp(z, i)
-        lse = mx + math.log(s)
-        total += lse - np.float64(z[i, y[i]])
+        mx, s = row_max_sumexp(z, i, grad)  # grad[i, j] := exp(Z_ij - max)
+        total += mx + math.log(s) - np.float64(z[i, y[i]])
         for j in range(z.shape[1]):
-            p = math.exp(np.float64(z[i, j]) - lse)
+            p = np.float64(grad[i, j]) / s
             if j == y[i]:
                 p -= 1.0
             grad[i, j] = p / m
@@ -55,7 +54,7 @@ def softmax_cross_entropy_soft_loop(z, t, grad):
     m = z.shape[0]
     total = 0.0
     for i in range(m):
-        mx, s = row_max_sumexp(z, i)
+        mx, s = row_max_sumexp(z, i, grad)  # grad[i, j] := exp(Z_ij - max)
         lse = mx + math.log(s)
         tsum = 0.0
         for j in range(z.shape[1]):
@@ -63,7 +62,7 @@ def softmax_cross_entropy_soft_loop(z, t, grad):
             tsum += tij
             total += tij * (lse - np.float64(z[i, j]))
         for j in range(z.shape[1]):
-            grad[i, j] = (math.exp(np.float64(z[i, j]) - lse) * tsum - np.float64(t[i, j])) / m
+            grad[i, j] = (np.float64(grad[i, j]) / s * tsum - np.float64(t[i, j])) / m
     return total / m
 
 
