@@ -23,13 +23,8 @@ from .kernels.epoch import (
 from .layers import Dense
 
 
-def _check_code(optimizer, dtype):
-    """What Optimizer.step checks before an update (see its ``_gradient_sumsq``)."""
-    if optimizer.clip_norm is None and optimizer.on_nonfinite == "apply":
-        return CHECK_NONE
-    if optimizer.clip_norm is None and dtype == np.float32:
-        return CHECK_EXPONENT
-    return CHECK_SUMSQ
+#: Optimizer._gradient_check -> the compiled epoch's code
+_CHECKS = {None: CHECK_NONE, "exponent": CHECK_EXPONENT, "sumsq": CHECK_SUMSQ}
 
 
 #: Fewest rows in a part of a batch split over threads: below, the batch is not split.
@@ -109,7 +104,7 @@ def run_full_batches(model, X, target, loss, optimizer, bs, order, penalty):
         np.array([layer.alpha for layer in layers], np.float64),
         douts, values, counts, loss.is_classifier, starts, stops, l1, l2,
         param, grad, gbits, state, rows, (0,) * rows.shape[1],
-        _check_code(optimizer, dtype), optimizer.on_nonfinite != "apply",
+        _CHECKS[optimizer._gradient_check()], optimizer.on_nonfinite != "apply",
         optimizer.clip_norm or 0.0, model._last_good.saved[0])
     if saved_at >= 0:
         model._last_good.step = model.step + saved_at

@@ -369,8 +369,9 @@ class Optimizer:
         gradient was not finite (``on_nonfinite='skip'``)."""
         chunks = self._chunks(grads)
         gscale = -1.0 if self.maximize else 1.0
-        if self.clip_norm is not None or self.on_nonfinite != "apply":
-            sumsq = self._gradient_sumsq(chunks)
+        check = self._gradient_check()
+        if check is not None:
+            sumsq = self._gradient_sumsq(chunks, check)
             if not math.isfinite(sumsq) and self.on_nonfinite != "apply":
                 self._nonfinite_gradient(stacklevel=2)
                 return False
@@ -423,9 +424,19 @@ class Optimizer:
         self.step_count += steps
         self._set_scalar_state(states[steps])
 
-    def _gradient_sumsq(self, chunks):
-        """The gradients' squared norm (float64), or only 0.0 / inf when the norm is not
-        needed (no ``clip_norm``) and the gradients are float32.
+    def _gradient_check(self):
+        """How :meth:`step` checks the gradients before an update: None (not at all:
+        ``on_nonfinite='apply'`` and no ``clip_norm``), ``'exponent'`` (finite or not) or
+        ``'sumsq'`` (the squared norm, which clipping needs)."""
+        if self.clip_norm is None and self.on_nonfinite == "apply":
+            return None
+        if self.clip_norm is None and self.params[0].dtype == np.float32:
+            return "exponent"
+        return "sumsq"
+
+    def _gradient_sumsq(self, chunks, check):
+        """The gradients' squared norm (float64), or only 0.0 / inf for the ``check``
+        ``'exponent'`` (:meth:`_gradient_check`).
 
         A pass of its own over the gradients, before any write: a step skipped for a
         NaN found late must leave everything untouched, and clipping needs the norm
@@ -433,7 +444,7 @@ class Optimizer:
         four and writes two or three. Without clipping, float32 gradients take the
         integer exponent check (vectorized, a third of the time of the float64 sum),
         which says the same: their squared norm cannot overflow float64."""
-        if self.clip_norm is None and self.params[0].dtype == np.float32:
+        if check == "exponent":
             for _, g, _ in chunks:
                 kernel = self._pick(self._max_exponent, self._max_exponent_parallel, g.size)
                 if kernel(g.view(np.uint32), F32_EXPONENT) == F32_EXPONENT:
