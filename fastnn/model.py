@@ -10,6 +10,12 @@ The lecture's training loop, one method each::
 
 ``batch_size=None`` is batch gradient descent, ``batch_size=1`` stochastic gradient
 descent, anything between is mini-batch gradient descent.
+
+For a stack of Dense layers on the JIT backend, ``fit`` runs an epoch's full batches
+in one compiled call (``kernels/epoch.py``, through ``_epoch.py``) that makes the same
+kernel calls as ``_train_step``, without Python between them; with threads given by
+``fastnn.set_num_threads(n)`` it also splits each batch into ``n`` parts trained side
+by side. Other models, and a last batch shorter than the others, take the Python loop.
 """
 
 import math
