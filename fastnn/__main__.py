@@ -291,12 +291,14 @@ def _add_data_commands(sub):
 def _warmup(args):
     from .warmup import warmup
 
-    seconds = warmup(args.dtype, verbose=True)
+    seconds = warmup(args.dtype, optimizers=args.optimizer, verbose=True)
     print(f"fastnn kernels ready ({seconds:.1f} s)")
     return 0
 
 
 def build_parser():
+    from . import optim
+
     parser = argparse.ArgumentParser(prog="fastnn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="train a small network on the bundled digits data")
@@ -332,6 +334,8 @@ def build_parser():
                           "kernels now, so that a later first fit starts at full speed")
     warm.add_argument("--dtype", nargs="+", default=["float32", "float64"],
                       choices=("float32", "float64"))
+    warm.add_argument("--optimizer", nargs="+", default=None, choices=sorted(optim.OPTIMIZERS),
+                      help="the optimizers to compile for (default: all)")
     warm.set_defaults(func=_warmup)
     _add_data_commands(sub)
     return parser
