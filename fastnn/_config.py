@@ -114,6 +114,11 @@ def set_num_threads(n):
     return previous
 
 
+def blas_pinned():
+    """True while :func:`set_num_threads` holds BLAS to one thread (it needs threadpoolctl)."""
+    return _blas_pin is not None
+
+
 def threads():
     """Threads fastnn's parallel kernels may split over: those given by
     :func:`set_num_threads` (1 until then), at most numba's current count."""

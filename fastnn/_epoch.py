@@ -34,9 +34,11 @@ MIN_PART_ROWS = 16
 def _parts(bs):
     """Parts a batch of ``bs`` is split into: one per thread fastnn was given
     (:func:`fastnn.set_num_threads`), when that divides it into parts of at least
-    :data:`MIN_PART_ROWS` rows; else 1."""
+    :data:`MIN_PART_ROWS` rows and BLAS is held to one thread (each part calls BLAS
+    from its own thread: a multi-threaded BLAS would fight numba's pool); else 1."""
     parts = _config.threads()
-    if parts > 1 and bs % parts == 0 and bs // parts >= MIN_PART_ROWS:
+    if (parts > 1 and _config.blas_pinned() and bs % parts == 0
+            and bs // parts >= MIN_PART_ROWS):
         return parts
     return 1
 

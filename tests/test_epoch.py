@@ -226,5 +226,8 @@ def test_batch_split_over_threads(monkeypatch, two_threads, loss, n_out):
     assert split["scalars"] == one["scalars"]
 
 
-def test_batch_split_needs_parts_of_16_rows(two_threads):
+def test_batch_split_needs_parts_of_16_rows_and_blas_on_one_thread(monkeypatch, two_threads):
     assert [fastnn._epoch._parts(bs) for bs in (1, 16, 31, 32, 33, 128)] == [1, 1, 1, 2, 1, 2]
+    # without threadpoolctl set_num_threads cannot pin BLAS (it warns): no split then
+    monkeypatch.setattr(fastnn._config, "blas_pinned", lambda: False)
+    assert fastnn._epoch._parts(128) == 1
