@@ -18,6 +18,10 @@ each batch exactly the kernel calls the Python loop makes, in the same order:
 so it gives the same bits as the Python loop (tests/test_epoch.py). It has no loop
 or vec form of its own: its loop form is ``Sequential._fit_epoch`` itself, which
 makes the same calls one at a time from Python.
+
+Given threads (``fastnn.set_num_threads(n)``, BLAS on one thread), its parallel
+compilation splits each batch into ``n`` parts whose forward and backward passes run
+side by side, and takes the mean of their gradients: the same to rounding.
 """
 
 import math
