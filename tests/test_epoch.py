@@ -231,3 +231,10 @@ def test_batch_split_needs_parts_of_16_rows_and_blas_on_one_thread(monkeypatch, 
     # without threadpoolctl set_num_threads cannot pin BLAS (it warns): no split then
     monkeypatch.setattr(fastnn._config, "blas_pinned", lambda: False)
     assert fastnn._epoch._parts(128) == 1
+
+
+def test_logistic_regression_one_layer_same_bits(monkeypatch):
+    """The lecture's logistic regression: one Dense layer, binary cross-entropy, SGD."""
+    out = _compare(monkeypatch, loss="binary_cross_entropy", acts=(), n_out=1,
+                   optimizer=("sgd", {"lr": 0.5}), epochs=3)
+    assert out["history"]["loss"][2] < out["history"]["loss"][0]
