@@ -220,25 +220,31 @@ class Dense(Layer):
         self.W[...] = w
         self.b[...] = 0
 
-    def workspace(self, m):
-        """``(A, dZ, dX)`` for a batch of ``m``: reused while ``m`` stays the same (``dX``
-        has no rows when the input gradient is not needed)."""
-        a = self._ws.get("a", (m, self.out_features), self.dtype)
+    def _output(self, m):
+        return self._ws.get("a", (m, self.out_features), self.dtype)
+
+    def _gradient_space(self, m):
         dz = self._ws.get("dz", (m, self.out_features), self.dtype)
         if self.need_input_grad:
-            return a, dz, self._ws.get("dx", (m, self.in_features), self.dtype)
-        return a, dz, _EMPTY[self.dtype]
+            return dz, self._ws.get("dx", (m, self.in_features), self.dtype)
+        return dz, _EMPTY[self.dtype]
+
+    def workspace(self, m):
+        """``(A, dZ, dX)`` for a batch of ``m``: reused while ``m`` stays the same (``dX``
+        has no rows when the input gradient is not needed). A forward pass alone (predict)
+        takes only ``A``."""
+        return (self._output(m), *self._gradient_space(m))
 
     def forward(self, x, training):
         self._x = x
-        a = self.workspace(x.shape[0])[0]
+        a = self._output(x.shape[0])
         self._forward(x, self.W, self.b, self._act, self.alpha, a)
         self._a = a
         return a
 
     def backward(self, dy):
         x = self._x
-        _, dz, dx = self.workspace(x.shape[0])
+        dz, dx = self._gradient_space(x.shape[0])
         self._backward(x, self.W, self._a, dy, self._act, self.alpha, dz, self.dW, self.db, dx)
         return dx if self.need_input_grad else None
 

@@ -368,7 +368,7 @@ class Optimizer:
         Returns True if the step was applied, False if it was skipped because a
         gradient was not finite (``on_nonfinite='skip'``)."""
         chunks = self._chunks(grads)
-        gscale = -1.0 if self.maximize else 1.0
+        gscale, clip = self._sign_and_clip()
         check = self._gradient_check()
         if check is not None:
             sumsq = self._gradient_sumsq(chunks, check)
@@ -377,7 +377,6 @@ class Optimizer:
                 return False
             if self.clip_norm is not None:
                 gscale *= clip_coefficient(math.sqrt(sumsq), self.clip_norm)
-        clip = math.inf if self.clip_value is None else self.clip_value
         # the kernels compute in the buffer's dtype: every float scalar converted once
         cast = self.params[0].dtype.type
         # (a list comprehension: a generator expression per step leaves tracemalloc-visible
@@ -388,6 +387,12 @@ class Optimizer:
             self._pick(self._kernel, self._kernel_parallel, p.size)(p, g, *state, *scalars)
         self.step_count += 1
         return True
+
+    def _sign_and_clip(self):
+        """The kernel's first two scalars: ``gscale`` before any norm clipping (-1 to
+        maximize) and ``clip`` (inf: no value clipping)."""
+        return (-1.0 if self.maximize else 1.0,
+                math.inf if self.clip_value is None else self.clip_value)
 
     def _nonfinite_gradient(self, stacklevel):
         """The gradient of step ``step_count`` has a NaN or an infinity and the step is not
@@ -408,8 +413,7 @@ class Optimizer:
         dtype (flags as 0 and 1). Also the scalar state after each step (NAdam's product
         of momenta), for :meth:`_advance`. Leaves the optimizer as it was."""
         count, states = self.step_count, [self._scalar_state()]
-        sign = -1.0 if self.maximize else 1.0
-        clip = math.inf if self.clip_value is None else self.clip_value
+        sign, clip = self._sign_and_clip()
         rows = []
         for k in range(n_steps):
             self.step_count = count + k
