@@ -64,28 +64,14 @@ def run_full_batches(model, X, target, loss, optimizer, bs, order, penalty):
         return None  # a model large enough for the threaded update: not what this is for
     dtype = model.dtype
     parts = _parts(bs)
-    if parts == 1:  # the layers' own workspaces and gradients, as (1, ...) views
-        spaces = [layer.workspace(bs) for layer in layers]
-        xb = model._ws.get("xb", (bs, X.shape[1]), dtype)[None]
-        tb = model._ws.get("tb", (bs,) + target.shape[1:], target.dtype)[None]
-        douts = model._ws.get("dz", (bs, model.n_outputs), dtype)[None]
-        As, dZs, dXs = (tuple([space[k][None] for space in spaces]) for k in range(3))
-        dWp = tuple([layer.dW[None] for layer in layers])
-        dBp = tuple([layer.db[None] for layer in layers])
-    else:  # each part's own: (parts, rows, ...)
-        def get(name, shape, dt=dtype):
-            return model._ws.get("parts " + name, (parts,) + shape, dt)
-
-        h = bs // parts
-        xb = get("xb", (h, X.shape[1]))
-        tb = get("tb", (h,) + target.shape[1:], target.dtype)
-        douts = get("dz", (h, model.n_outputs))
-        As = tuple([get(f"a{k}", (h, layer.out_features)) for k, layer in enumerate(layers)])
-        dZs = tuple([get(f"dz{k}", (h, layer.out_features)) for k, layer in enumerate(layers)])
-        dXs = tuple([get(f"dx{k}", (h, layer.in_features) if k else (0, 0))
-                     for k, layer in enumerate(layers)])
-        dWp = tuple([get(f"dw{k}", layer.dW.shape) for k, layer in enumerate(layers)])
-        dBp = tuple([get(f"db{k}", layer.db.shape) for k, layer in enumerate(layers)])
+    spaces = [layer.workspace(bs) for layer in layers]
+    As, dZs, dXs = (tuple([space[k] for space in spaces]) for k in range(3))
+    xb = model._ws.get("xb", (bs, X.shape[1]), dtype)
+    tb = model._ws.get("tb", (bs,) + target.shape[1:], target.dtype)
+    douts = model._ws.get("dz", (bs, model.n_outputs), dtype)
+    # each thread's columns of dZ for its share of dW (kernels/epoch.py)
+    share = max(-(-layer.out_features // parts) for layer in layers) if parts > 1 else 0
+    dzt = model._ws.get("parts dzt", (parts, bs * share), dtype)
     values = model._ws.get("parts loss", (parts,), np.float64)
     counts = model._ws.get("parts count", (parts,), np.int64)
     if penalty is None:
@@ -101,13 +87,13 @@ def run_full_batches(model, X, target, loss, optimizer, bs, order, penalty):
         X, target, order, xb, tb,
         tuple([layer.W for layer in layers]), tuple([layer.b for layer in layers]),
         tuple([layer.dW for layer in layers]), tuple([layer.db for layer in layers]),
-        dWp, dBp, As, dZs, dXs,
+        As, dZs, dXs,
         np.array([layer._act for layer in layers], np.int64),
         np.array([layer.alpha for layer in layers], np.float64),
         douts, values, counts, loss.is_classifier, starts, stops, l1, l2,
         param, grad, gbits, state, rows, (0,) * rows.shape[1],
         _CHECKS[optimizer._gradient_check()], optimizer.on_nonfinite != "apply",
-        optimizer.clip_norm or 0.0, model._last_good.saved[0])
+        optimizer.clip_norm or 0.0, model._last_good.saved[0], dzt)
     if saved_at >= 0:
         model._last_good.step = model.step + saved_at
     model.step += steps

@@ -24,6 +24,7 @@ its derivative) around the product, which is where BLAS wins.
 
 import numpy as np
 from numba import njit
+from numba.extending import register_jitable
 
 from .._config import JIT, jit
 from . import forms
@@ -97,10 +98,18 @@ def dense_backward_vec(x, w, a, da, act, alpha, dz, dw, db, dx):
         np.dot(dz, w, out=dx)
 
 
-@njit(**JIT)
-def dense_backward_jit(x, w, a, da, act, alpha, dz, dw, db, dx):
-    """dZ = dA * g'(Z) fused before two BLAS products: dW = dZ^T X, dX = dZ W."""
+@register_jitable
+def dense_backward_rows(w, a, da, act, alpha, dz, dx):
+    """dZ = dA * g'(Z); dX = dZ W: the part of the backward pass each row does alone
+    (fit's compiled epoch runs it on parts of a batch side by side)."""
     activation_backward_loop(act, a, da, alpha, dz)
+    if dx.shape[0] > 0:
+        np.dot(dz, w, dx)
+
+
+@register_jitable
+def dense_weight_grads(x, dz, dw, db):
+    """dW = dZ^T X; db = sum_i dZ_i: the sums over the batch's rows."""
     np.dot(dz.T, x, dw)
     # db row by row in its own dtype, as BLAS sums dW: vectorized along the row (the
     # loop form's column sums in float64 are a dependent chain per column, 9x slower
@@ -109,8 +118,13 @@ def dense_backward_jit(x, w, a, da, act, alpha, dz, dw, db, dx):
     for i in range(dz.shape[0]):
         for o in range(db.shape[0]):
             db[o] += dz[i, o]
-    if dx.shape[0] > 0:
-        np.dot(dz, w, dx)
+
+
+@njit(**JIT)
+def dense_backward_jit(x, w, a, da, act, alpha, dz, dw, db, dx):
+    """dZ = dA * g'(Z) fused before two BLAS products: dX = dZ W, dW = dZ^T X."""
+    dense_backward_rows(w, a, da, act, alpha, dz, dx)
+    dense_weight_grads(x, dz, dw, db)
 
 
 # The textbook loops, compiled as they are: no BLAS (the lesson's middle column).

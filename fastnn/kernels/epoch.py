@@ -9,19 +9,26 @@ each batch exactly the kernel calls the Python loop makes, in the same order:
     gather the batch                 X[order[b*bs:(b+1)*bs]]
     Z[l] = g(A[l-1] W[l]^T + b[l])   dense_forward_jit, layer by layer
     J, dZ[L]                         the loss kernel (+ the L1/L2 penalty)
-    dZ[l], dW[l], db[l], dA[l-1]     dense_backward_jit, layer by layer
+    dZ[l], dA[l-1]                   dense_backward_rows, layer by layer
+    dW[l], db[l]                     dense_weight_grads, layer by layer
     keep theta                       the snapshot a diverging step rolls back to
     check g finite (and its norm)    max_exponent / sumsq, as Optimizer.step does
     theta := update(theta, g)        the optimizer's fused kernel, that step's scalars
     count correct predictions        the loss's count kernel
 
-so it gives the same bits as the Python loop (tests/test_epoch.py). It has no loop
-or vec form of its own: its loop form is ``Sequential._fit_epoch`` itself, which
-makes the same calls one at a time from Python.
+(``dense_backward_jit`` is those two backward calls) so it gives the same bits as the
+Python loop (tests/test_epoch.py). It has no loop or vec form of its own: its loop form
+is ``Sequential._fit_epoch`` itself, which makes the same calls one at a time from
+Python.
 
 Given threads (``fastnn.set_num_threads(n)``, BLAS on one thread), its parallel
-compilation splits each batch into ``n`` parts whose forward and backward passes run
-side by side, and takes the mean of their gradients: the same to rounding.
+compilation splits each batch into ``n`` parts of rows whose forward pass, loss, dZ and
+dA run side by side, each part's loss gradient divided by ``n`` (each part's loss is a
+mean over its rows); then ``n`` shares of each layer's output units take their rows of
+dW and db over the whole batch, side by side, so that no thread sums another's
+gradient; then the snapshot, the check and the update run on ``n`` shares of the flat
+buffer. The same to rounding as the serial run (for two parts only the products' own
+blocking may round differently).
 """
 
 import math
@@ -32,7 +39,7 @@ from numba.extending import overload, register_jitable
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from .._config import jit_bound
-from .dense import dense_backward_jit, dense_forward_jit
+from .dense import dense_backward_rows, dense_forward_jit, dense_weight_grads
 from .losses import COUNT_KERNELS, LOSS_KERNELS
 from .optim import (
     F32_EXPONENT,
@@ -70,38 +77,68 @@ def _row_scalars(row, like):
 loss_kernel = count_kernel = update = None
 
 
+def state_slices(state, lo, hi):
+    """The elements ``[lo, hi)`` of each array of the tuple ``state`` (an empty array
+    stays empty: AMSGrad's maximum when unused)."""
+    return tuple([a[lo:hi] for a in state])
+
+
+@overload(state_slices)
+def _state_slices(state, lo, hi):
+    # numba builds no tuple from a comprehension: one implementation per length
+    impls = {
+        0: lambda state, lo, hi: (),
+        1: lambda state, lo, hi: (state[0][lo:hi],),
+        2: lambda state, lo, hi: (state[0][lo:hi], state[1][lo:hi]),
+        3: lambda state, lo, hi: (state[0][lo:hi], state[1][lo:hi], state[2][lo:hi]),
+    }
+    return impls.get(len(state))
+
+
 @register_jitable
-def _mean_of_parts(parts_grads, grads):
-    """grads := the mean of the parts' gradients (each part's loss is a mean over its rows,
-    so the batch's gradient is the mean of theirs)."""
-    scale = 1.0 / parts_grads.shape[0]
-    flat = grads.reshape(-1)
-    for k in range(flat.shape[0]):
-        flat[k] = 0.0
-    for t in range(parts_grads.shape[0]):
-        part = parts_grads[t].reshape(-1)
-        for k in range(flat.shape[0]):
-            flat[k] += part[k]
-    for k in range(flat.shape[0]):
-        flat[k] *= scale
+def _span(n, t, parts):
+    """Part ``t`` of ``parts`` of ``range(n)``: ``(lo, hi)``."""
+    return n * t // parts, n * (t + 1) // parts
 
 
-def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, dWp, dBp, As, dZs, dXs, acts,
-                   alphas, douts, values, counts, classify, starts, stops, l1, l2, param, grad,
-                   gbits, state, rows, like, check, stop_nonfinite, clip_norm, saved):
+@register_jitable
+def _weight_grads_share(x, dz, dw, db, t, parts, dzt):
+    """dW, db of output units ``[lo, hi)``, share ``t`` of ``parts`` (all of them for one
+    part): sums over all the batch's rows, so the shares write disjoint rows of ``dw``
+    and need no reduction. ``dzt`` is this share's scratch for its columns of dZ, copied
+    contiguous for BLAS (numba's ``np.dot`` would copy a strided slice itself, allocating)."""
+    if parts == 1:
+        dense_weight_grads(x, dz, dw, db)
+        return
+    lo, hi = _span(dw.shape[0], t, parts)
+    if lo == hi:
+        return
+    m = dz.shape[0]
+    cols = dzt[:m * (hi - lo)].reshape((m, hi - lo))
+    for i in range(m):
+        for o in range(hi - lo):
+            cols[i, o] = dz[i, lo + o]
+    dense_weight_grads(x, cols, dw[lo:hi], db[lo:hi])
+
+
+def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, As, dZs, dXs, acts, alphas, douts,
+                   values, counts, classify, starts, stops, l1, l2, param, grad, gbits, state,
+                   rows, like, check, stop_nonfinite, clip_norm, saved, dzt):
     """The epoch's full batches of ``order``, each one step of training.
 
-    A batch is gathered into ``xb``/``tb``, shaped ``(parts, rows, ...)``: its parts'
-    forward and backward passes run side by side (``prange``: on numba's threads in the
-    parallel compilation), each into its own slices of the workspaces ``As``, ``dZs``,
-    ``dXs``, ``douts`` and of the gradients ``dWp``, ``dBp`` (tuples over layers of
-    arrays with a leading ``parts`` axis; ``dXs[0]`` has no rows: the first layer's
-    input gradient is not needed). With one part these are views of the layers' own
-    workspaces and gradients ``dWs``, ``dBs``, and the step makes exactly the Python
-    loop's calls; with more, the gradients are the mean of the parts'. ``Ws``, ``Bs``
-    are the layers' parameters, ``acts``/``alphas`` their activation codes and slopes;
-    ``values``/``counts`` hold each part's loss and correct count (``classify``: count).
-    ``loss_kernel``, ``count_kernel`` and ``update`` are those :func:`fit_epoch_jit` binds.
+    A batch is gathered into ``xb``/``tb`` and split into ``parts`` (``values.shape[0]``)
+    equal parts of rows; ``prange`` runs them side by side (on numba's threads in the
+    parallel compilation): each part's forward pass, loss, ``dZ`` and ``dX`` are its
+    rows' own. Then each of ``parts`` shares of every layer's output units gets its
+    ``dW``, ``db`` from all the rows; then the snapshot, the check and the update run
+    over ``parts`` shares of the flat buffer. With one part this is exactly the Python
+    loop's sequence of calls. ``Ws``, ``Bs``, ``dWs``, ``dBs`` are the layers' parameters
+    and gradients, ``As``, ``dZs``, ``dXs`` their workspaces (``dXs[0]`` has no rows: the
+    first layer's input gradient is not needed), ``acts``/``alphas`` their activation
+    codes and slopes; ``douts`` the loss gradient, ``values``/``counts`` each part's
+    loss and correct count (``classify``: count); ``dzt`` a ``(parts, k)`` scratch for
+    :func:`_weight_grads_share`. ``loss_kernel``, ``count_kernel`` and ``update`` are
+    those :func:`fit_epoch_jit` binds.
 
     Then, on the whole buffer: the L1/L2 penalty (``l1``/``l2`` already divided by the
     batch size), a finite loss or stop, ``saved`` := ``param``, the gradient check
@@ -116,49 +153,62 @@ def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, dWp, dBp, As, dZs, dXs
     step whose parameters ``saved`` holds (-1: none), ``DONE`` or the reason the epoch
     stopped at step ``steps``, and that step's loss.
     """
-    parts, h = xb.shape[0], xb.shape[1]
-    bs = parts * h
+    parts, bs = values.shape[0], xb.shape[0]
+    h = bs // parts
     n_layers = len(Ws)
+    last = n_layers - 1
+    n = param.shape[0]
     total = 0.0
     correct = 0
     saved_at = -1
     for s in range(order.shape[0] // bs):
-        for t in range(parts):
-            for r in range(h):
-                j = order[s * bs + t * h + r]
-                for c in range(X.shape[1]):
-                    xb[t, r, c] = X[j, c]
-                tb[t, r] = T[j]
-        for t in prange(parts):  # forward, loss and backward of part t
+        for t in prange(parts):  # rows [r0, r1): gather, forward, loss, dZ and dX
+            r0, r1 = t * h, (t + 1) * h
+            for r in range(r0, r1):
+                j = order[s * bs + r]
+                xb[r] = X[j]
+                tb[r] = T[j]
             for layer in range(n_layers):
-                dense_forward_jit(xb[t] if layer == 0 else As[layer - 1][t], Ws[layer],
-                                  Bs[layer], acts[layer], alphas[layer], As[layer][t])
-            values[t] = loss_kernel(As[n_layers - 1][t], tb[t], douts[t])
-            for layer in range(n_layers - 1, -1, -1):
-                dense_backward_jit(xb[t] if layer == 0 else As[layer - 1][t], Ws[layer],
-                                   As[layer][t],
-                                   douts[t] if layer == n_layers - 1 else dXs[layer + 1][t],
-                                   acts[layer], alphas[layer], dZs[layer][t], dWp[layer][t],
-                                   dBp[layer][t], dXs[layer][t])
+                dense_forward_jit((xb if layer == 0 else As[layer - 1])[r0:r1], Ws[layer],
+                                  Bs[layer], acts[layer], alphas[layer], As[layer][r0:r1])
+            values[t] = loss_kernel(As[last][r0:r1], tb[r0:r1], douts[r0:r1])
+            if parts > 1:  # the part's loss is a mean over h rows, the batch's over bs
+                for r in range(r0, r1):
+                    for c in range(douts.shape[1]):
+                        douts[r, c] = douts[r, c] / parts
+            for layer in range(last, -1, -1):
+                dense_backward_rows(Ws[layer], As[layer][r0:r1],
+                                    (douts if layer == last else dXs[layer + 1])[r0:r1],
+                                    acts[layer], alphas[layer], dZs[layer][r0:r1],
+                                    dXs[layer][r0:r1])
             if classify:
-                counts[t] = count_kernel(As[n_layers - 1][t], tb[t])
+                counts[t] = count_kernel(As[last][r0:r1], tb[r0:r1])
+        for t in prange(parts):  # each share of the output units: dW, db over all rows
+            for layer in range(n_layers):
+                _weight_grads_share(xb if layer == 0 else As[layer - 1], dZs[layer],
+                                    dWs[layer], dBs[layer], t, parts, dzt[t])
         value = values[0]
         if parts > 1:
             value = 0.0
             for t in range(parts):
                 value += values[t]
             value /= parts
-            for layer in range(n_layers):
-                _mean_of_parts(dWp[layer], dWs[layer])
-                _mean_of_parts(dBp[layer], dBs[layer])
         if l1 != 0.0 or l2 != 0.0:
             value += penalty_jit(param, grad, starts, stops, l1, l2)
         if not math.isfinite(value):
             return total, correct, s, saved_at, LOSS_NONFINITE, value
-        saved[:] = param
+        # the snapshot, the exponent check and the update run over ``parts`` shares of
+        # the buffer, side by side in the parallel compilation (every element's update
+        # is its own: the same bits as one pass)
+        worst = F32_EXPONENT - F32_EXPONENT
+        for t in prange(parts):
+            lo, hi = _span(n, t, parts)
+            saved[lo:hi] = param[lo:hi]
+            if check == CHECK_EXPONENT:
+                worst = max(worst, max_exponent_jit(gbits[lo:hi], F32_EXPONENT))
         saved_at = s
         if check == CHECK_EXPONENT:
-            if max_exponent_jit(gbits, F32_EXPONENT) == F32_EXPONENT and stop_nonfinite:
+            if worst == F32_EXPONENT and stop_nonfinite:
                 return total, correct, s, saved_at, GRAD_NONFINITE, value
         elif check == CHECK_SUMSQ:
             sumsq = sumsq_jit(grad)
@@ -168,7 +218,10 @@ def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, dWp, dBp, As, dZs, dXs
                 # rows are in the parameters' dtype: the scaled gscale is rounded to it
                 # on store, as Optimizer.step's cast rounds it
                 rows[s, 0] = rows[s, 0] * clip_coefficient(math.sqrt(sumsq), clip_norm)
-        update(param, grad, *state, *row_scalars(rows[s], like))
+        scalars = row_scalars(rows[s], like)
+        for t in prange(parts):
+            lo, hi = _span(n, t, parts)
+            update(param[lo:hi], grad[lo:hi], *state_slices(state, lo, hi), *scalars)
         total += value * bs
         if classify:
             for t in range(parts):
