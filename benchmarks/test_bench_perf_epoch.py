@@ -7,8 +7,10 @@ epoch's matrix products alone.
   ``vec`` the same in plain NumPy (fastnn's ``vec`` backend); ``matmul`` only the
   epoch's eight matrix products per batch (3 forward, 3 ``dW``, 2 ``dX``) in one numba
   loop on the BLAS fastnn calls: the floor for any implementation; ``torch_fused`` an
-  ``nn.Sequential`` with ``torch.optim.Adam(fused=True)``. Targets: jit at most 1.3 x
-  matmul, at least 1.5 x faster than torch_fused.
+  ``nn.Sequential`` with ``torch.optim.Adam(fused=True)``; ``jit_split`` is ``jit`` given
+  the threads (``fn.set_num_threads``: BLAS on one thread, each batch's rows and each
+  layer's output units split over the threads). Targets: at most 1.3 x matmul, at least
+  1.5 x faster than torch_fused.
 * ``perf_epoch_small[...]``: MLP 40-100-100-10, batch 100, 4,000 samples (MNIST-1D
   scale), Adam: fastnn against scikit-learn's ``MLPClassifier.partial_fit`` (one epoch)
   and torch. Target: at least 5 x faster than both. ``jit`` leaves fastnn serial (BLAS

@@ -205,9 +205,11 @@ def two_threads():
 @pytest.mark.parametrize("loss,n_out", [("softmax_cross_entropy", 3),
                                         ("binary_cross_entropy", 2), ("mse", 1)])
 def test_batch_split_over_threads(monkeypatch, two_threads, loss, n_out):
-    """With two threads a batch of 32 runs as two parts of 16 side by side: the gradient
-    is the mean of the parts' (their sum rounds differently from one sum over 32 rows),
-    so training matches the one-thread run to rounding, and itself to the bit."""
+    """With two threads a batch of 32 runs as two parts of 16 rows side by side, then two
+    shares of each layer's output units take dW and db over all 32 rows (one output
+    unit: one share is empty). The products' blocking and the parts' mean loss may round
+    differently, so training matches the one-thread run to rounding, and itself to the
+    bit."""
     seen = []
     real = fastnn._epoch._parts
     monkeypatch.setattr(fastnn._epoch, "_parts", lambda bs: seen.append(real(bs)) or seen[-1])
