@@ -26,6 +26,10 @@ FASTNN_PARALLEL_MIN    16777216   Elements below which a :func:`jit_sized` kerne
 and its check of the gradient, run on numba's threads (:mod:`fastnn.optim`), once
 threads were given with ``FASTNN_NUM_THREADS`` or :func:`set_num_threads`.
 
+``FASTNN_BLAS_SERIAL_BELOW`` (default 4000000): multiply-adds (``m n k``) of a network's
+largest product below which ``fit``'s compiled epoch holds BLAS to one thread while it
+runs (:data:`BLAS_SERIAL_BELOW`).
+
 Threads. numba's pool and BLAS's (OpenBLAS) both busy-wait after each call, so a
 training step, which alternates matrix products and elementwise kernels, must not have
 both multi-threaded: :func:`set_num_threads` (or ``FASTNN_NUM_THREADS``) gives fastnn's
@@ -37,6 +41,7 @@ serial and BLAS keeps its threads (:func:`jit_sized` kernels split only above
 compiled from, so the whole suite can run without compiling anything.
 """
 
+import contextlib
 import os
 import types
 
@@ -72,6 +77,15 @@ if DEFAULT_DTYPE not in (np.float32, np.float64):
 #: Elements from which an optimizer step (and its gradient check) runs on numba's
 #: threads, once :func:`set_num_threads` has given them (see the table above).
 OPTIM_PARALLEL_MIN = int(os.environ.get("FASTNN_OPTIM_PARALLEL_MIN", "") or 262144)
+
+#: Multiply-adds (``m n k``) of a network's largest matrix product below which ``fit``'s
+#: compiled epoch runs with BLAS on one thread (needs threadpoolctl). OpenBLAS splits
+#: products from 262144 multiply-adds, and below about 4M its second thread costs more
+#: than it gives: on the project's 2 cores, one epoch with BLAS on 1 / 2 threads took
+#: 3.63 / 4.42 ms for 40-100-100-10 (batch 100, largest product 1M), 11.8 / 15.0 ms for
+#: 64-128-128-10 (batch 128, 2.1M), 25.1 / 25.9 ms for 100-200-200-10 (4M), 49.9 /
+#: 48.1 ms for 100-300-300-10 (9M), 76.5 / 62.6 ms for 784-256-128-10 (25.7M).
+BLAS_SERIAL_BELOW = int(os.environ.get("FASTNN_BLAS_SERIAL_BELOW", "") or 4_000_000)
 
 _num_threads = 1  # threads fastnn was given; 1 until set_num_threads
 _blas_pin = None  # the threadpoolctl limit set_num_threads(n > 1) put on BLAS
@@ -117,6 +131,27 @@ def set_num_threads(n):
 def blas_pinned():
     """True while :func:`set_num_threads` holds BLAS to one thread (it needs threadpoolctl)."""
     return _blas_pin is not None
+
+
+_controller = None  # threadpoolctl's ThreadpoolController, once built; False without it
+
+
+def blas_one_thread():
+    """A context manager holding every BLAS loaded (numpy's, scipy's) to one thread and
+    giving each its threads back on exit; does nothing without threadpoolctl. The
+    controller is built once (about 0.3 ms), a use then costs about 10 us."""
+    global _controller
+    if _controller is None:
+        try:
+            import scipy.linalg  # noqa: F401  the OpenBLAS numba's np.dot calls
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _controller = False
+        else:
+            _controller = ThreadpoolController()
+    if not _controller:
+        return contextlib.nullcontext()
+    return _controller.limit(limits=1, user_api="blas")
 
 
 def threads():

@@ -240,3 +240,42 @@ def test_logistic_regression_one_layer_same_bits(monkeypatch):
     out = _compare(monkeypatch, loss="binary_cross_entropy", acts=(), n_out=1,
                    optimizer=("sgd", {"lr": 0.5}), epochs=3)
     assert out["history"]["loss"][2] < out["history"]["loss"][0]
+
+
+@pytest.mark.parametrize("width,one_thread", [(64, True), (512, False)])
+def test_small_products_run_blas_on_one_thread(monkeypatch, width, one_thread):
+    """Without threads given, the compiled epoch of a network whose largest product is
+    below ``BLAS_SERIAL_BELOW`` multiply-adds holds BLAS to one thread while it runs (a
+    second thread costs small products more than it gives), and gives BLAS its
+    threads back after; a larger network leaves BLAS as it is."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import scipy.linalg  # noqa: F401  the OpenBLAS numba's np.dot calls
+
+    def blas_threads():
+        return [m["num_threads"] for m in threadpoolctl.threadpool_info()
+                if m["user_api"] == "blas"]
+
+    real, seen = fastnn._epoch.fit_epoch_jit, []
+
+    def recording(*args, **kwargs):
+        epoch = real(*args, **kwargs)
+
+        def call(*a):
+            seen.append(blas_threads())
+            return epoch(*a)
+
+        return call
+
+    monkeypatch.setattr(fastnn._epoch, "fit_epoch_jit", recording)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        if max(before) < 2:
+            pytest.skip("BLAS has one thread here")
+        X, y = _data("softmax_cross_entropy", 64, width, 3, np.float32, 0)
+        model = fn.Sequential([fn.Dense(width, width, activation="relu"),
+                               fn.Dense(width, 3)], seed=0)
+        # largest product: 32 rows x width x width multiply-adds, 131k or 8.4M
+        model.fit(X, y, loss="softmax_cross_entropy", epochs=1, batch_size=32)
+        assert blas_threads() == before
+    assert seen and all(threads == ([1] * len(before) if one_thread else before)
+                        for threads in seen)
