@@ -6,6 +6,8 @@ same kernel calls one at a time. Both must leave the same bits everywhere: weigh
 optimizer state and counters, history, the divergence snapshot and message.
 """
 
+import contextlib
+import sys
 import warnings
 
 import numpy as np
@@ -279,3 +281,13 @@ def test_small_products_run_blas_on_one_thread(monkeypatch, width, one_thread):
         assert blas_threads() == before
     assert seen and all(threads == ([1] * len(before) if one_thread else before)
                         for threads in seen)
+
+
+def test_small_products_without_threadpoolctl(monkeypatch):
+    """Without threadpoolctl the compiled epoch runs with BLAS untouched, and trains as
+    with it (these products are too small for OpenBLAS to split: the same bits)."""
+    ref = _train()
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # its import fails
+    monkeypatch.setattr(fastnn._config, "_controller", None)
+    assert isinstance(fastnn._config.blas_one_thread(), contextlib.nullcontext)
+    _assert_same(_train(), ref)
