@@ -14,7 +14,8 @@ epoch's matrix products alone.
 * ``perf_epoch_small[...]``: MLP 40-100-100-10, batch 100, 4,000 samples (MNIST-1D
   scale), Adam: fastnn against scikit-learn's ``MLPClassifier.partial_fit`` (one epoch)
   and torch. Target: at least 5 x faster than both. ``jit`` leaves fastnn serial (BLAS
-  with its threads, held to one during the epoch for products this small),
+  with its threads, held to one during the epoch for products this small,
+  ``_epoch.blas_for_batch``),
   ``jit_split`` gives it the threads (``fn.set_num_threads``: BLAS
   on one thread, each batch split in two halves trained side by side).
 * ``perf_epoch_sgd1[...]``: the same small network, plain SGD with batch size 1, 1,000

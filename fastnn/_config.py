@@ -27,8 +27,8 @@ and its check of the gradient, run on numba's threads (:mod:`fastnn.optim`), onc
 threads were given with ``FASTNN_NUM_THREADS`` or :func:`set_num_threads`.
 
 ``FASTNN_BLAS_SERIAL_BELOW`` (default 4000000): multiply-adds (``m n k``) of a network's
-largest product below which ``fit``'s compiled epoch holds BLAS to one thread while it
-runs (:data:`BLAS_SERIAL_BELOW`).
+largest product below which ``fit`` holds BLAS to one thread during each epoch
+(:data:`BLAS_SERIAL_BELOW`).
 
 Threads. numba's pool and BLAS's (OpenBLAS) both busy-wait after each call, so a
 training step, which alternates matrix products and elementwise kernels, must not have
@@ -78,14 +78,19 @@ if DEFAULT_DTYPE not in (np.float32, np.float64):
 #: threads, once :func:`set_num_threads` has given them (see the table above).
 OPTIM_PARALLEL_MIN = int(os.environ.get("FASTNN_OPTIM_PARALLEL_MIN", "") or 262144)
 
-#: Multiply-adds (``m n k``) of a network's largest matrix product below which ``fit``'s
-#: compiled epoch runs with BLAS on one thread (needs threadpoolctl). OpenBLAS splits
+#: Multiply-adds (``m n k``) of a network's largest matrix product below which ``fit``
+#: runs each epoch with BLAS on one thread (``_epoch.blas_for_batch``; needs threadpoolctl). OpenBLAS splits
 #: products from 262144 multiply-adds, and below about 4M its second thread costs more
 #: than it gives: on the project's 2 cores, one epoch with BLAS on 1 / 2 threads took
 #: 3.63 / 4.42 ms for 40-100-100-10 (batch 100, largest product 1M), 11.8 / 15.0 ms for
 #: 64-128-128-10 (batch 128, 2.1M), 25.1 / 25.9 ms for 100-200-200-10 (4M), 49.9 /
 #: 48.1 ms for 100-300-300-10 (9M), 76.5 / 62.6 ms for 784-256-128-10 (25.7M).
 BLAS_SERIAL_BELOW = int(os.environ.get("FASTNN_BLAS_SERIAL_BELOW", "") or 4_000_000)
+
+#: OpenBLAS runs a product of fewer multiply-adds than this on one thread whatever its
+#: setting (``interface/gemm.c``: 65536 x ``GEMM_MULTITHREAD_THRESHOLD``, 4 by default):
+#: below it there is nothing for the hold above to change, and it is not paid for.
+BLAS_SPLIT_FROM = 262144
 
 _num_threads = 1  # threads fastnn was given; 1 until set_num_threads
 _blas_pin = None  # the threadpoolctl limit set_num_threads(n > 1) put on BLAS

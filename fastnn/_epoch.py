@@ -6,10 +6,8 @@ which runs them in one call of ``fit_epoch_jit`` when the model is a stack of
 its targets and the optimizer updates the model's flat buffer with a JIT kernel; else
 it returns None and the Python loop runs every batch. Both make the same kernel calls
 in the same order: the weights, the optimizer state, the loss and the counts come out
-the same to the bit (tests/test_epoch.py). When fastnn was given no threads and the
-network's largest product is below ``_config.BLAS_SERIAL_BELOW`` multiply-adds, the
-call runs with BLAS held to one thread (given back after), which small products run
-faster on.
+the same to the bit (tests/test_epoch.py). :func:`blas_for_batch` says whether an
+epoch runs with BLAS held to one thread.
 """
 
 import contextlib
@@ -46,6 +44,21 @@ def _parts(bs):
             and bs // parts >= MIN_PART_ROWS):
         return parts
     return 1
+
+
+def blas_for_batch(model, bs):
+    """A context manager for an epoch of ``model`` with batches of ``bs``: BLAS held to one
+    thread (``_config.blas_one_thread``) when fastnn was given no threads (with threads,
+    BLAS is on one already) and the model's largest Dense product, ``bs`` x inputs x
+    outputs, is below ``_config.BLAS_SERIAL_BELOW`` multiply-adds, which a second BLAS
+    thread slows down (measured there), and not below ``_config.BLAS_SPLIT_FROM``, where
+    OpenBLAS uses one thread anyway; else nothing."""
+    largest = max([bs * layer.in_features * layer.out_features
+                   for layer in model.layers if isinstance(layer, Dense)], default=0)
+    if (_config.BLAS_SPLIT_FROM <= largest < _config.BLAS_SERIAL_BELOW
+            and not _config.blas_pinned()):
+        return _config.blas_one_thread()
+    return contextlib.nullcontext()
 
 
 def run_full_batches(model, X, target, loss, optimizer, bs, order, penalty):
@@ -88,23 +101,17 @@ def run_full_batches(model, X, target, loss, optimizer, bs, order, penalty):
     rows, states = optimizer._scalar_rows(n_steps)
     gbits = grad.view(np.uint32) if dtype == np.float32 else np.zeros(0, np.uint32)
     epoch = fit_epoch_jit(optimizer.kernel, *kernels, parallel=parts > 1)
-    largest = max(bs * layer.in_features * layer.out_features for layer in layers)
-    if parts == 1 and not _config.blas_pinned() and largest < _config.BLAS_SERIAL_BELOW:
-        blas = _config.blas_one_thread()  # small products: a second BLAS thread costs more
-    else:
-        blas = contextlib.nullcontext()
-    with blas:
-        total, correct, steps, saved_at, status, value = epoch(
-            X, target, order, xb, tb,
-            tuple([layer.W for layer in layers]), tuple([layer.b for layer in layers]),
-            tuple([layer.dW for layer in layers]), tuple([layer.db for layer in layers]),
-            As, dZs, dXs,
-            np.array([layer._act for layer in layers], np.int64),
-            np.array([layer.alpha for layer in layers], np.float64),
-            douts, values, counts, loss.is_classifier, starts, stops, l1, l2,
-            param, grad, gbits, state, rows, (0,) * rows.shape[1],
-            _CHECKS[optimizer._gradient_check()], optimizer.on_nonfinite != "apply",
-            optimizer.clip_norm or 0.0, model._last_good.saved[0], dzt)
+    total, correct, steps, saved_at, status, value = epoch(
+        X, target, order, xb, tb,
+        tuple([layer.W for layer in layers]), tuple([layer.b for layer in layers]),
+        tuple([layer.dW for layer in layers]), tuple([layer.db for layer in layers]),
+        As, dZs, dXs,
+        np.array([layer._act for layer in layers], np.int64),
+        np.array([layer.alpha for layer in layers], np.float64),
+        douts, values, counts, loss.is_classifier, starts, stops, l1, l2,
+        param, grad, gbits, state, rows, (0,) * rows.shape[1],
+        _CHECKS[optimizer._gradient_check()], optimizer.on_nonfinite != "apply",
+        optimizer.clip_norm or 0.0, model._last_good.saved[0], dzt)
     if saved_at >= 0:
         model._last_good.step = model.step + saved_at
     model.step += steps
