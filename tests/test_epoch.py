@@ -244,42 +244,56 @@ def test_logistic_regression_one_layer_same_bits(monkeypatch):
     assert out["history"]["loss"][2] < out["history"]["loss"][0]
 
 
+def _blas_threads():
+    """The thread count of every BLAS loaded (threadpoolctl)."""
+    import threadpoolctl
+
+    return [m["num_threads"] for m in threadpoolctl.threadpool_info()
+            if m["user_api"] == "blas"]
+
+
+@pytest.fixture
+def blas_on_two_threads():
+    """BLAS on two threads for the test (skips where it cannot have two); yields their
+    counts, and checks they are the same again after the test's fit."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import scipy.linalg  # noqa: F401  the OpenBLAS numba's np.dot calls
+
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        if max(before) < 2:
+            pytest.skip("BLAS has one thread here")
+        yield before
+        assert _blas_threads() == before
+
+
 @pytest.mark.parametrize("width,one_thread", [(32, False), (128, True), (512, False)])
-def test_small_products_run_blas_on_one_thread(monkeypatch, width, one_thread):
+def test_small_products_run_blas_on_one_thread(monkeypatch, blas_on_two_threads, width,
+                                               one_thread):
     """Without threads given, an epoch of a network whose largest product is below
     ``BLAS_SERIAL_BELOW`` multiply-adds holds BLAS to one thread while it runs (a second
     thread costs small products more than it gives), and gives BLAS its threads back
     after; a larger network leaves BLAS as it is, and so does one whose products
     OpenBLAS keeps on one thread anyway (below ``BLAS_SPLIT_FROM``)."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    import scipy.linalg  # noqa: F401  the OpenBLAS numba's np.dot calls
-
-    def blas_threads():
-        return [m["num_threads"] for m in threadpoolctl.threadpool_info()
-                if m["user_api"] == "blas"]
-
+    before = blas_on_two_threads
     real, seen = fastnn._epoch.fit_epoch_jit, []
 
     def recording(*args, **kwargs):
         epoch = real(*args, **kwargs)
 
         def call(*a):
-            seen.append(blas_threads())
+            seen.append(_blas_threads())
             return epoch(*a)
 
         return call
 
     monkeypatch.setattr(fastnn._epoch, "fit_epoch_jit", recording)
-    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
-        before = blas_threads()
-        if max(before) < 2:
-            pytest.skip("BLAS has one thread here")
-        X, y = _data("softmax_cross_entropy", 64, width, 3, np.float32, 0)
-        model = fn.Sequential([fn.Dense(width, width, activation="relu"),
-                               fn.Dense(width, 3)], seed=0)
-        # largest product: 32 rows x width x width multiply-adds: 33k, 524k or 8.4M
-        model.fit(X, y, loss="softmax_cross_entropy", epochs=1, batch_size=32)
-        assert blas_threads() == before
+    X, y = _data("softmax_cross_entropy", 64, width, 3, np.float32, 0)
+    model = fn.Sequential([fn.Dense(width, width, activation="relu"),
+                           fn.Dense(width, 3)], seed=0)
+    # largest product: 32 rows x width x width multiply-adds: 33k, 524k or 8.4M
+    model.fit(X, y, loss="softmax_cross_entropy", epochs=1, batch_size=32)
+    assert _blas_threads() == before
     assert seen and all(threads == ([1] * len(before) if one_thread else before)
                         for threads in seen)
 
@@ -294,30 +308,20 @@ def test_small_products_without_threadpoolctl(monkeypatch):
     _assert_same(_train(), ref)
 
 
-def test_small_products_python_loop_blas_on_one_thread(monkeypatch):
+def test_small_products_python_loop_blas_on_one_thread(monkeypatch, blas_on_two_threads):
     """The hold covers the Python loop too (a model with a Dropout layer takes it)."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    import scipy.linalg  # noqa: F401  the OpenBLAS numba's np.dot calls
-
-    def blas_threads():
-        return [m["num_threads"] for m in threadpoolctl.threadpool_info()
-                if m["user_api"] == "blas"]
-
+    before = blas_on_two_threads
     seen = []
     real = fn.Sequential._train_step
 
     def recording(self, *args):
-        seen.append(blas_threads())
+        seen.append(_blas_threads())
         return real(self, *args)
 
     monkeypatch.setattr(fn.Sequential, "_train_step", recording)
-    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
-        before = blas_threads()
-        if max(before) < 2:
-            pytest.skip("BLAS has one thread here")
-        X, y = _data("softmax_cross_entropy", 64, 128, 3, np.float32, 0)
-        model = fn.Sequential([fn.Dense(128, 128, activation="relu"), fn.Dropout(0.1),
-                               fn.Dense(128, 3)], seed=0)
-        model.fit(X, y, loss="softmax_cross_entropy", epochs=1, batch_size=32)
-        assert blas_threads() == before
+    X, y = _data("softmax_cross_entropy", 64, 128, 3, np.float32, 0)
+    model = fn.Sequential([fn.Dense(128, 128, activation="relu"), fn.Dropout(0.1),
+                           fn.Dense(128, 3)], seed=0)
+    model.fit(X, y, loss="softmax_cross_entropy", epochs=1, batch_size=32)
+    assert _blas_threads() == before
     assert len(seen) == 2 and all(threads == [1] * len(before) for threads in seen)

@@ -154,7 +154,6 @@ def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, As, dZs, dXs, acts, al
     stopped at step ``steps``, and that step's loss.
     """
     parts, bs = values.shape[0], xb.shape[0]
-    h = bs // parts
     n_layers = len(Ws)
     last = n_layers - 1
     n = param.shape[0]
@@ -163,7 +162,7 @@ def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, As, dZs, dXs, acts, al
     saved_at = -1
     for s in range(order.shape[0] // bs):
         for t in prange(parts):  # rows [r0, r1): gather, forward, loss, dZ and dX
-            r0, r1 = t * h, (t + 1) * h
+            r0, r1 = _span(bs, t, parts)
             for r in range(r0, r1):
                 j = order[s * bs + r]
                 xb[r] = X[j]
@@ -172,7 +171,7 @@ def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, As, dZs, dXs, acts, al
                 dense_forward_jit((xb if layer == 0 else As[layer - 1])[r0:r1], Ws[layer],
                                   Bs[layer], acts[layer], alphas[layer], As[layer][r0:r1])
             values[t] = loss_kernel(As[last][r0:r1], tb[r0:r1], douts[r0:r1])
-            if parts > 1:  # the part's loss is a mean over h rows, the batch's over bs
+            if parts > 1:  # the part's loss is a mean over its rows, the batch's over bs
                 for r in range(r0, r1):
                     for c in range(douts.shape[1]):
                         douts[r, c] = douts[r, c] / parts
