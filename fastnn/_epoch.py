@@ -6,8 +6,9 @@ which runs them in one call of ``fit_epoch_jit`` when the model is a stack of
 its targets and the optimizer updates the model's flat buffer with a JIT kernel; else
 it returns None and the Python loop runs every batch. Both make the same kernel calls
 in the same order: the weights, the optimizer state, the loss and the counts come out
-the same to the bit (tests/test_epoch.py). :func:`blas_for_batch` says whether an
-epoch runs with BLAS held to one thread.
+the same to the bit (tests/test_epoch.py). :func:`threads_for_epoch` says who has the
+threads while an epoch runs: fastnn's kernels, or BLAS (held to one thread for small
+products, :func:`blas_for_batch`).
 """
 
 import contextlib
@@ -61,6 +62,38 @@ def blas_for_batch(model, bs):
     return contextlib.nullcontext()
 
 
+def _compiled(model, loss, optimizer, target):
+    """``(loss kernels, (param, grad, state))`` when ``model`` can take the compiled epoch
+    with this loss, targets and optimizer, else None."""
+    if (model.backend != "jit" or optimizer.backend != "jit"
+            or not all(type(layer) is Dense for layer in model.layers)):
+        return None
+    kernels = loss.epoch_kernels(target)
+    chunks = optimizer._chunks(model._buffer.grads)
+    if kernels is None or len(chunks) != 1 or len(model._last_good.saved) != 1:
+        return None
+    if optimizer._pick(optimizer._kernel, optimizer._kernel_parallel, chunks[0][0].size) \
+            is not optimizer._kernel:
+        return None  # a model large enough for the threaded update: not what this is for
+    return kernels, chunks[0]
+
+
+def threads_for_epoch(model, loss, optimizer, target, bs, n):
+    """A context manager for one epoch of ``fit`` over ``n`` samples in batches of ``bs``:
+    who has the threads while it runs.
+
+    With threads given (:func:`fastnn.set_num_threads`), an epoch whose batches split
+    over them (the compiled epoch, :func:`_parts` > 1) keeps them, BLAS on one thread;
+    any other runs as without threads given (``_config.threads_to_blas``). Then, without
+    threads given, :func:`blas_for_batch`."""
+    stack = contextlib.ExitStack()
+    if _config.threads() > 1 and not (bs < n and _parts(bs) > 1
+                                      and _compiled(model, loss, optimizer, target)):
+        stack.enter_context(_config.threads_to_blas())
+    stack.enter_context(blas_for_batch(model, bs))  # after the line above: sees its pin
+    return stack
+
+
 def run_full_batches(model, X, target, loss, optimizer, bs, order, penalty):
     """Train on the ``len(order) // bs`` full batches of ``order`` in one compiled call.
 
@@ -68,18 +101,11 @@ def run_full_batches(model, X, target, loss, optimizer, bs, order, penalty):
     ``(total, correct, steps, diverged)``: the sum of ``loss * bs`` and the correct count
     over the ``steps`` steps taken, and whether training diverged at step ``steps``
     (``model._divergence`` says why; the snapshot holds the last good state)."""
+    compiled = _compiled(model, loss, optimizer, target)
+    if compiled is None:
+        return None
+    kernels, (param, grad, state) = compiled
     layers = model.layers
-    if (model.backend != "jit" or optimizer.backend != "jit"
-            or not all(type(layer) is Dense for layer in layers)):
-        return None
-    kernels = loss.epoch_kernels(target)
-    chunks = optimizer._chunks(model._buffer.grads)
-    if kernels is None or len(chunks) != 1 or len(model._last_good.saved) != 1:
-        return None
-    param, grad, state = chunks[0]
-    if optimizer._pick(optimizer._kernel, optimizer._kernel_parallel, param.size) is not \
-            optimizer._kernel:
-        return None  # a model large enough for the threaded update: not what this is for
     dtype = model.dtype
     parts = _parts(bs)
     spaces = [layer.workspace(bs) for layer in layers]

@@ -26,7 +26,7 @@ import numpy as np
 from ._checks import check_positive_int, check_X, check_y_length
 from ._config import resolve_backend, resolve_dtype
 from ._progress import EpochProgress
-from ._epoch import blas_for_batch, run_full_batches
+from ._epoch import run_full_batches, threads_for_epoch
 from .callbacks import Callback, History
 from .layers import Layer, Workspace
 from .losses import get_loss
@@ -417,7 +417,7 @@ class Sequential:
         return value, 0, 0
 
     def _fit_epoch(self, X, target, loss, optimizer, bs, shuffle, penalty=None):
-        with blas_for_batch(self, bs):  # small products: BLAS on one thread
+        with threads_for_epoch(self, loss, optimizer, target, bs, X.shape[0]):
             return self._fit_batches(X, target, loss, optimizer, bs, shuffle, penalty)
 
     def _fit_batches(self, X, target, loss, optimizer, bs, shuffle, penalty):

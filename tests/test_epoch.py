@@ -325,3 +325,65 @@ def test_small_products_python_loop_blas_on_one_thread(monkeypatch, blas_on_two_
     model.fit(X, y, loss="softmax_cross_entropy", epochs=1, batch_size=32)
     assert _blas_threads() == before
     assert len(seen) == 2 and all(threads == [1] * len(before) for threads in seen)
+
+
+@pytest.mark.parametrize("dropout", [True, False])
+def test_epoch_that_cannot_split_gives_blas_the_threads(monkeypatch, blas_on_two_threads,
+                                                        two_threads, dropout):
+    """With threads given, an epoch that cannot split its batches over them (a Dropout
+    layer: the Python loop; or a Dense stack of 264k parameters, large enough for the
+    threaded update: the compiled epoch, serial) runs as without threads given:
+    fastnn's kernels serial, BLAS with the threads it had (on one thread such epochs
+    took 1.4-1.6x as long). After fit the threads are
+    fastnn's again, BLAS pinned; the run leaves the same bits as one without threads."""
+    before = blas_on_two_threads
+    seen = []  # (BLAS threads, fastnn threads) at each step (Python loop) or epoch call
+    step, epoch = fn.Sequential._train_step, fastnn._epoch.fit_epoch_jit
+
+    def recording_step(self, *args):
+        seen.append((_blas_threads(), fastnn._config.threads()))
+        return step(self, *args)
+
+    def recording_epoch(*args, **kwargs):
+        compiled = epoch(*args, **kwargs)
+
+        def call(*a):
+            seen.append((_blas_threads(), fastnn._config.threads()))
+            return compiled(*a)
+
+        return call
+
+    monkeypatch.setattr(fn.Sequential, "_train_step", recording_step)
+    monkeypatch.setattr(fastnn._epoch, "fit_epoch_jit", recording_epoch)
+    X, y = _data("softmax_cross_entropy", 64, 512, 3, np.float32, 0)
+
+    def train():
+        middle = [fn.Dropout(0.1)] if dropout else []
+        model = fn.Sequential([fn.Dense(512, 512, activation="relu"), *middle,
+                               fn.Dense(512, 3)], seed=0)
+        # largest product: 32 x 512 x 512 = 8.4M multiply-adds, above the hold for small ones
+        model.fit(X, y, loss="softmax_cross_entropy", optimizer="adam", epochs=2,
+                  batch_size=32)
+        return model._buffer.data.copy()
+
+    calls = 4 if dropout else 2  # 2 epochs of 2 steps; the Dense stack, once an epoch
+    given = train()
+    assert seen == [(before, 1)] * calls
+    assert fastnn._config.threads() == 2 and _blas_threads() == [1] * len(before)
+    fn.set_num_threads(1)
+    seen.clear()
+    np.testing.assert_array_equal(train(), given)
+    assert seen == [(before, 1)] * calls
+
+
+def test_set_num_threads_inside_threads_to_blas_stands(blas_on_two_threads, two_threads):
+    before = blas_on_two_threads
+    with fastnn._config.threads_to_blas():
+        assert fastnn._config.threads() == 1 and _blas_threads() == before
+    assert fastnn._config.threads() == 2 and _blas_threads() == [1] * len(before)
+    with fastnn._config.threads_to_blas():
+        fn.set_num_threads(1)  # the caller's choice, not undone on the way out
+    assert fastnn._config.threads() == 1 and _blas_threads() == before
+    with fastnn._config.threads_to_blas():  # nothing to lend
+        assert fastnn._config.threads() == 1 and _blas_threads() == before
+    assert _blas_threads() == before
