@@ -31,3 +31,26 @@ def ids(sizes):
 def random(shape, dtype=np.float32, seed=0, low=-1.0, high=1.0):
     """Uniform data of ``shape`` and ``dtype``, the same on every run."""
     return np.random.default_rng(seed).uniform(low, high, shape).astype(dtype)
+
+
+def give_threads(request):
+    """fastnn given THREADS threads the documented way (``fn.set_num_threads``: BLAS on
+    one thread; fit splits batches of Dense stacks, large kernels run on numba's
+    threads) for one benchmark, undone after. Skips below two threads or without
+    threadpoolctl."""
+    import numba
+    import pytest
+
+    import fastnn as fn
+
+    if THREADS < 2:
+        pytest.skip("fastnn given threads needs FASTNN_BENCH_THREADS >= 2")
+    pytest.importorskip("threadpoolctl")
+    numba_threads = numba.get_num_threads()
+    previous = fn.set_num_threads(THREADS)
+
+    def undo():
+        fn.set_num_threads(previous)
+        numba.set_num_threads(numba_threads)  # set_num_threads(1) set numba's to one too
+
+    request.addfinalizer(undo)

@@ -1,7 +1,9 @@
 """Issue 8's dropout and batch-norm targets, in one run, against PyTorch and NumPy.
 
 * ``perf_dropout_forward[256x4096]``: inverted dropout, rate 0.2, float32. fastnn's JIT
-  kernel (counter-based mask, stored as uint8 for the backward) against
+  kernel (counter-based mask, stored as uint8 for the backward), serial (``jit``, fastnn
+  given no threads) and on numba's threads (``jit_threads``, given them by
+  ``fn.set_num_threads``: 1M elements, above ``_config.PARALLEL_MIN``), against
   ``torch.nn.functional.dropout(x, 0.2, training=True)`` and the NumPy idiom
   ``x * (rng.random(shape, float32) >= 0.2) * 1.25``. Target: 40 x torch.
 * ``perf_batchnorm_train[256x1024]``: batch norm in training, forward then backward,
@@ -26,7 +28,7 @@ The plain ``python -m pytest benchmarks/test_bench_perf_dropout_norm.py`` is a s
 
 import numpy as np
 import pytest
-from _common import THREADS, Size, random
+from _common import THREADS, Size, give_threads, random
 
 from fastnn._config import jit
 from fastnn.kernels.dropout import DROPOUT_FORWARD, dropout_forward_jit
@@ -49,9 +51,11 @@ def _info(bench):
 
 
 # --------------------------------------------------------------------- dropout
-@pytest.mark.parametrize("form", ["jit", "torch", "numpy"])
+@pytest.mark.parametrize("form", ["jit", "jit_threads", "torch", "numpy"])
 def test_perf_dropout_forward(bench, request, form):
     x = random(DROPOUT.shape, seed=1)
+    if form == "jit_threads":
+        give_threads(request)  # from _config.PARALLEL_MIN elements: numba's threads
     if form == "torch":
         torch = request.getfixturevalue("torch")
         F = torch.nn.functional

@@ -31,7 +31,7 @@ The plain ``python -m pytest`` smoke run (timing off) uses a few batches only.
 
 import numpy as np
 import pytest
-from _common import THREADS, Size
+from _common import THREADS, Size, give_threads
 
 import fastnn as fn
 from fastnn._config import jit
@@ -97,16 +97,6 @@ def _torch_epoch(torch, widths, X, y, bs, optimizer, **opt_kwargs):
     return epoch
 
 
-def _give_threads(request):
-    """fastnn given the threads the documented way (``fn.set_num_threads``): BLAS on one
-    thread, each batch split into THREADS parts trained side by side; undone after."""
-    if THREADS < 2:
-        pytest.skip("jit_split needs FASTNN_BENCH_THREADS >= 2")
-    pytest.importorskip("threadpoolctl")
-    previous = fn.set_num_threads(THREADS)
-    request.addfinalizer(lambda: fn.set_num_threads(previous))
-
-
 @jit
 def _matmul_epoch(X, W1, W2, W3, A1, A2, A3, D1, D2, D3, G1, G2, bs):
     """The epoch's matrix products only: Z = X W^T (x3), dW = dZ^T A (x3), dA = dZ W (x2)."""
@@ -127,7 +117,7 @@ def test_perf_epoch_mlp(bench, request, form):
     n, widths, bs = _shape(request, MLP)
     X, y = _data(n, widths[0], widths[-1])
     if form == "jit_split":
-        _give_threads(request)
+        give_threads(request)
     if form in ("jit", "jit_split", "vec"):
         backend = "vec" if form == "vec" else "jit"
         fn_ = _fastnn_epoch(widths, X, y, bs, "adam", backend=backend, lr=1e-3)
@@ -153,7 +143,7 @@ def test_perf_epoch_small(bench, request, form):
     n, widths, bs = _shape(request, SMALL)
     X, y = _data(n, widths[0], widths[-1])
     if form == "jit_split":
-        _give_threads(request)
+        give_threads(request)
     if form in ("jit", "jit_split"):
         fn_ = _fastnn_epoch(widths, X, y, bs, "adam", lr=1e-3)
     elif form == "sklearn":

@@ -16,10 +16,10 @@ FASTNN_CACHE           1          Cache compiled kernels on disk (``__pycache__`
 FASTNN_DTYPE           float32    Default floating dtype of models and data.
 FASTNN_NUM_THREADS     (numba's)  Threads for numba's parallel kernels: calls
                                   :func:`set_num_threads` at import (see below).
-FASTNN_PARALLEL_MIN    16777216   Elements below which a :func:`jit_sized` kernel runs
-                                  its serial compilation (dropout, uniform): a parallel
-                                  region between two BLAS calls makes the two thread
-                                  pools fight (see :data:`PARALLEL_MIN`).
+FASTNN_PARALLEL_MIN    262144     Elements below which a :func:`jit_sized` kernel runs
+                                  its serial compilation (dropout, uniform) even with
+                                  threads given: a parallel region costs more than it
+                                  gives there (see :data:`PARALLEL_MIN`).
 =====================  =========  ===================================================
 
 ``FASTNN_OPTIM_PARALLEL_MIN`` (default 262144): elements from which an optimizer step,
@@ -34,8 +34,8 @@ Threads. numba's pool and BLAS's (OpenBLAS) both busy-wait after each call, so a
 training step, which alternates matrix products and elementwise kernels, must not have
 both multi-threaded: :func:`set_num_threads` (or ``FASTNN_NUM_THREADS``) gives fastnn's
 kernels ``n`` threads and pins BLAS to one; without it the optimizers' kernels are
-serial and BLAS keeps its threads (:func:`jit_sized` kernels split only above
-``FASTNN_PARALLEL_MIN``).
+serial and BLAS keeps its threads (:func:`jit_sized` kernels split only from
+``FASTNN_PARALLEL_MIN`` elements).
 
 ``NUMBA_DISABLE_JIT=1`` turns every JIT form into the plain Python loop it was
 compiled from, so the whole suite can run without compiling anything.
@@ -241,16 +241,20 @@ def jit_bound(fn, suffix, parallel=False, **bind):
     return numba.njit(**JIT)(_twin(fn, suffix, bind))
 
 
-#: Measured on the project's shared 2 cores with the alternation of
-#: ``benchmarks/test_bench_perf_dropout_norm.py`` (np.dot 128x784 @ 784x256 in an njit
-#: kernel, then dropout of its output, repeated): with a 2-thread OpenBLAS, dropout on
-#: numba's 2 threads made a step 8 to 40 ms instead of 0.33 ms serial. With BLAS pinned
-#: to one thread by :func:`set_num_threads` it was still slower: +3 to 7 ms a step at
-#: 128x256 and +7 to 10 ms at 256x4096 (1M elements, +1.3 ms serial), since a parallel
-#: region waits for a thread the other processes hold. Alone, 2 threads halve a
-#: 1M-element dropout (0.17 -> 0.09 ms) and gain ~1 ms at 16M. So threads are for work
-#: far beyond a training step's.
-PARALLEL_MIN = int(os.environ.get("FASTNN_PARALLEL_MIN", "") or 16777216)
+#: Elements from which a :func:`jit_sized` kernel (dropout, uniform) runs on numba's
+#: threads, once :func:`set_num_threads` has given them (BLAS then on one thread).
+#: Measured on the project's 2 cores (Intel, 2026-12-04), dropout forward, float32,
+#: alone, serial / on 2 threads: 16k elements 0.27 / 0.46 ns an element (a parallel
+#: region costs more than it gives), 64k 0.24 / 0.15, 256k 0.26 / 0.12, 1M 0.35 /
+#: 0.19, 4M 0.33 / 0.17. Inside ``fit`` the question does not arise: a model with a
+#: Dropout layer trains in the Python loop, which :func:`threads_to_blas` runs with
+#: fastnn's kernels serial and BLAS on its threads. (With both pools on two threads,
+#: dropout on numba's threads between products made each step 25 to 80 times slower;
+#: ``perf_alternation`` in ``benchmarks/test_bench_perf_dropout_norm.py``.) Until
+#: 2026-12-04 the default was 16M: on the AMD machine, with BLAS pinned, a parallel
+#: dropout between products had cost 3 to 10 ms a step while other processes held a
+#: core; in ``fit`` that was the Python loop, which now gives the threads to BLAS.
+PARALLEL_MIN = int(os.environ.get("FASTNN_PARALLEL_MIN", "") or 262144)
 
 
 def jit_sized(fn, size=None):
@@ -267,8 +271,8 @@ def jit_sized(fn, size=None):
     def call(*args):
         n = args[0].size if size is None else size(*args)
         if n >= PARALLEL_MIN and threads() > 1:
-            return parallel(*args)
-        return serial(*args)
+            return call.parallel(*args)
+        return call.serial(*args)
 
     call.__name__ = call.__qualname__ = fn.__name__.replace("_loop", "") + "_jit"
     call.__doc__ = fn.__doc__

@@ -161,6 +161,24 @@ def test_serial_and_parallel_compilations_agree(threads):
     np.testing.assert_array_equal(mask_s, reference.dropout_keep(KEY, 3, x.shape, 0.3))
 
 
+@pytest.mark.parametrize("given,size,expected", [
+    (2, 256 * 1024, "parallel"), (2, 256 * 1024 - 1, "serial"), (1, 256 * 1024, "serial")])
+def test_jit_form_splits_from_parallel_min_with_threads_given(monkeypatch, given, size,
+                                                             expected):
+    """DROPOUT_FORWARD['jit'] runs its parallel compilation from _config.PARALLEL_MIN
+    elements (262144 by default) once fastnn was given threads, else its serial one."""
+    import fastnn._config as config
+
+    monkeypatch.setattr(config, "PARALLEL_MIN", 262144)
+    monkeypatch.setattr(config, "threads", lambda: given)
+    called = []
+    for name in ("serial", "parallel"):
+        monkeypatch.setattr(dropout_forward_jit, name,
+                            lambda *args, name=name: called.append(name))
+    _dropout("jit", np.zeros((1, size), np.float32), 0.2)
+    assert called == [expected]
+
+
 # ------------------------------------------------------------------ statistics
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.8])
 def test_kept_fraction_within_standard_errors(rate):
