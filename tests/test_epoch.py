@@ -57,6 +57,7 @@ def _train(loss="softmax_cross_entropy", acts=("relu", "tanh"), dtype=np.float32
                     *opt._scalar_state().values()),
         "history": history.history,
         "stopped": history.stopped_reason,
+        "snapshot": [a.copy() for a in model._last_good.saved],
         "warnings": [str(w.message) for w in caught],
     }
 
@@ -68,6 +69,9 @@ def _assert_same(comp, ref):
     for key in ref["state"]:
         np.testing.assert_array_equal(comp["state"][key], ref["state"][key], err_msg=key)
     assert comp["scalars"] == ref["scalars"]
+    assert len(comp["snapshot"]) == len(ref["snapshot"])
+    for got, want in zip(comp["snapshot"], ref["snapshot"]):
+        np.testing.assert_array_equal(got, want)
     assert comp["history"] == ref["history"]
     assert comp["stopped"] == ref["stopped"]
     assert comp["warnings"] == ref["warnings"]
@@ -165,6 +169,25 @@ def test_gradient_overflow_with_a_finite_loss(monkeypatch, on_nonfinite, dtype):
         assert any("skipped step 0" in w for w in out["warnings"])
     else:
         assert out["stopped"] is None
+
+
+@pytest.mark.parametrize("l2", [0.0, 1e-3])
+def test_gradient_overflow_after_some_steps(monkeypatch, l2):
+    """A huge target overflows a later batch's float32 gradient: the epoch stops there
+    with the weights, state and snapshot of the Python loop, whether the check runs on
+    the gradient's shares as they are computed (no penalty) or after the L2 penalty
+    has added to it."""
+    rng = np.random.default_rng(1)
+    X = (np.abs(rng.standard_normal((40, 6))) + 5).astype(np.float32)
+    y = rng.standard_normal((40, 1)).astype(np.float32)
+    y[31] = 3e38  # in the sixth batch of this shuffle
+    out = _compare(monkeypatch, optimizer=("adam", {"lr": 1e-2}), loss="mse", acts=("relu",),
+                   n_out=1, bs=4, X=X, y=y, l2=l2)
+    assert "the gradient became inf or NaN" in out["stopped"]
+    steps, skipped = out["scalars"][:2]
+    assert steps > 0 and skipped == 1
+    assert out["scalars"][3] == steps  # the snapshot: the weights before the bad step
+    np.testing.assert_array_equal(out["snapshot"][0], out["weights"])
 
 
 def test_declines_what_it_cannot_run(monkeypatch):

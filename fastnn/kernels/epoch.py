@@ -11,8 +11,8 @@ each batch exactly the kernel calls the Python loop makes, in the same order:
     J, dZ[L]                         the loss kernel (+ the L1/L2 penalty)
     dZ[l], dA[l-1]                   dense_backward_rows, layer by layer
     dW[l], db[l]                     dense_weight_grads, layer by layer
-    keep theta                       the snapshot a diverging step rolls back to
     check g finite (and its norm)    max_exponent / sumsq, as Optimizer.step does
+    keep theta                       the snapshot a diverging step rolls back to
     theta := update(theta, g)        the optimizer's fused kernel, that step's scalars
     count correct predictions        the loss's count kernel
 
@@ -26,8 +26,9 @@ compilation splits each batch into ``n`` parts of rows whose forward pass, loss,
 dA run side by side, each part's loss gradient divided by ``n`` (each part's loss is a
 mean over its rows); then ``n`` shares of each layer's output units take their rows of
 dW and db over the whole batch, side by side, so that no thread sums another's
-gradient; then the snapshot, the check and the update run on ``n`` shares of the flat
-buffer. The same to rounding as the serial run (for two parts only the products' own
+gradient, and (float32, no L1/L2 penalty) each share checks its gradient for inf and
+NaN while it is in cache; then the snapshot and the update run on ``n`` shares of the
+flat buffer. The same to rounding as the serial run (for two parts only the products' own
 blocking may round differently).
 """
 
@@ -121,6 +122,16 @@ def _weight_grads_share(x, dz, dw, db, t, parts, dzt):
     dense_weight_grads(x, cols, dw[lo:hi], db[lo:hi])
 
 
+@register_jitable
+def _share_exponent(dw, db, t, parts):
+    """The largest exponent field (``F32_EXPONENT`` for inf or NaN) of share ``t`` of
+    ``parts`` of the output units of a float32 layer's gradient ``dw``, ``db``."""
+    lo, hi = _span(dw.shape[0], t, parts)
+    rows = dw[lo:hi]
+    worst = max_exponent_jit(rows.reshape(rows.size).view(np.uint32), F32_EXPONENT)
+    return max(worst, max_exponent_jit(db[lo:hi].view(np.uint32), F32_EXPONENT))
+
+
 def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, As, dZs, dXs, acts, alphas, douts,
                    values, counts, classify, starts, stops, l1, l2, param, grad, gbits, state,
                    rows, like, check, stop_nonfinite, clip_norm, saved, dzt):
@@ -130,10 +141,10 @@ def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, As, dZs, dXs, acts, al
     equal parts of rows; ``prange`` runs them side by side (on numba's threads in the
     parallel compilation): each part's forward pass, loss, ``dZ`` and ``dX`` are its
     rows' own. Then each of ``parts`` shares of every layer's output units gets its
-    ``dW``, ``db`` from all the rows; then the snapshot, the check and the update run
-    over ``parts`` shares of the flat buffer. With one part this is exactly the Python
-    loop's sequence of calls. ``Ws``, ``Bs``, ``dWs``, ``dBs`` are the layers' parameters
-    and gradients, ``As``, ``dZs``, ``dXs`` their workspaces (``dXs[0]`` has no rows: the
+    ``dW``, ``db`` from all the rows (and checks them, see below); then the snapshot
+    and the update run over ``parts`` shares of the flat buffer. With one part this
+    gives exactly the Python loop's bits. ``Ws``, ``Bs``, ``dWs``, ``dBs`` are the
+    layers' parameters and gradients, ``As``, ``dZs``, ``dXs`` their workspaces (``dXs[0]`` has no rows: the
     first layer's input gradient is not needed), ``acts``/``alphas`` their activation
     codes and slopes; ``douts`` the loss gradient, ``values``/``counts`` each part's
     loss and correct count (``classify``: count); ``dzt`` a ``(parts, k)`` scratch for
@@ -141,10 +152,11 @@ def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, As, dZs, dXs, acts, al
     those :func:`fit_epoch_jit` binds.
 
     Then, on the whole buffer: the L1/L2 penalty (``l1``/``l2`` already divided by the
-    batch size), a finite loss or stop, ``saved`` := ``param``, the gradient check
-    (``check``, a ``CHECK_*``; ``stop_nonfinite``: a non-finite gradient ends the
-    epoch; ``clip_norm > 0`` scales ``gscale`` by ``clip_coefficient`` of its norm)
-    and ``update(param, grad, *state, *rows[s])``: row ``s`` holds step ``s``'s
+    batch size), a finite loss or stop, the gradient check (``check``, a ``CHECK_*``;
+    the exponent check without a penalty is done on the shares above;
+    ``stop_nonfinite``: a non-finite gradient ends the epoch; ``clip_norm > 0`` scales
+    ``gscale`` by ``clip_coefficient`` of its norm), ``saved`` := ``param`` (also when
+    the check ends the epoch) and ``update(param, grad, *state, *rows[s])``: row ``s`` holds step ``s``'s
     ``gscale`` (the sign of ``maximize``), ``clip`` and scalars in the parameters'
     dtype; ``like`` is a tuple as long as a row.
 
@@ -154,6 +166,9 @@ def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, As, dZs, dXs, acts, al
     stopped at step ``steps``, and that step's loss.
     """
     parts, bs = values.shape[0], xb.shape[0]
+    # the exponent check runs on each share of dW, db as it is computed, unless the L1/L2
+    # penalty adds to the gradient after that (then it is a pass over ``gbits``)
+    early = check == CHECK_EXPONENT and l1 == 0.0 and l2 == 0.0
     n_layers = len(Ws)
     last = n_layers - 1
     n = param.shape[0]
@@ -182,10 +197,16 @@ def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, As, dZs, dXs, acts, al
                                     dXs[layer][r0:r1])
             if classify:
                 counts[t] = count_kernel(As[last][r0:r1], tb[r0:r1])
+        worst = F32_EXPONENT - F32_EXPONENT  # the gradient's largest exponent field
         for t in prange(parts):  # each share of the output units: dW, db over all rows
+            share_worst = F32_EXPONENT - F32_EXPONENT
             for layer in range(n_layers):
                 _weight_grads_share(xb if layer == 0 else As[layer - 1], dZs[layer],
                                     dWs[layer], dBs[layer], t, parts, dzt[t])
+                if early:  # checked while the share is still in this core's cache
+                    share_worst = max(share_worst,
+                                      _share_exponent(dWs[layer], dBs[layer], t, parts))
+            worst = max(worst, share_worst)
         value = values[0]
         if parts > 1:
             value = 0.0
@@ -196,31 +217,32 @@ def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, As, dZs, dXs, acts, al
             value += penalty_jit(param, grad, starts, stops, l1, l2)
         if not math.isfinite(value):
             return total, correct, s, saved_at, LOSS_NONFINITE, value
-        # the snapshot, the exponent check and the update run over ``parts`` shares of
-        # the buffer, side by side in the parallel compilation (every element's update
-        # is its own: the same bits as one pass)
-        worst = F32_EXPONENT - F32_EXPONENT
-        for t in prange(parts):
-            lo, hi = _span(n, t, parts)
-            saved[lo:hi] = param[lo:hi]
-            if check == CHECK_EXPONENT:
+        if check == CHECK_EXPONENT and not early:  # after the penalty's additions
+            for t in prange(parts):
+                lo, hi = _span(n, t, parts)
                 worst = max(worst, max_exponent_jit(gbits[lo:hi], F32_EXPONENT))
-        saved_at = s
         if check == CHECK_EXPONENT:
             if worst == F32_EXPONENT and stop_nonfinite:
-                return total, correct, s, saved_at, GRAD_NONFINITE, value
+                saved[:] = param
+                return total, correct, s, s, GRAD_NONFINITE, value
         elif check == CHECK_SUMSQ:
             sumsq = sumsq_jit(grad)
             if not math.isfinite(sumsq) and stop_nonfinite:
-                return total, correct, s, saved_at, GRAD_NONFINITE, value
+                saved[:] = param
+                return total, correct, s, s, GRAD_NONFINITE, value
             if clip_norm > 0.0:
                 # rows are in the parameters' dtype: the scaled gscale is rounded to it
                 # on store, as Optimizer.step's cast rounds it
                 rows[s, 0] = rows[s, 0] * clip_coefficient(math.sqrt(sumsq), clip_norm)
+        # the snapshot and the update run over ``parts`` shares of the buffer, side by
+        # side in the parallel compilation (every element's update is its own: the same
+        # bits as one pass); the snapshot's read brings the share into cache for the update
         scalars = row_scalars(rows[s], like)
         for t in prange(parts):
             lo, hi = _span(n, t, parts)
+            saved[lo:hi] = param[lo:hi]
             update(param[lo:hi], grad[lo:hi], *state_slices(state, lo, hi), *scalars)
+        saved_at = s
         total += value * bs
         if classify:
             for t in range(parts):
