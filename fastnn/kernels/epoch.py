@@ -144,11 +144,11 @@ def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, As, dZs, dXs, acts, al
     ``dW``, ``db`` from all the rows (and checks them, see below); then the snapshot
     and the update run over ``parts`` shares of the flat buffer. With one part this
     gives exactly the Python loop's bits. ``Ws``, ``Bs``, ``dWs``, ``dBs`` are the
-    layers' parameters and gradients, ``As``, ``dZs``, ``dXs`` their workspaces (``dXs[0]`` has no rows: the
-    first layer's input gradient is not needed), ``acts``/``alphas`` their activation
-    codes and slopes; ``douts`` the loss gradient, ``values``/``counts`` each part's
-    loss and correct count (``classify``: count); ``dzt`` a ``(parts, k)`` scratch for
-    :func:`_weight_grads_share`. ``loss_kernel``, ``count_kernel`` and ``update`` are
+    layers' parameters and gradients, ``As``, ``dZs``, ``dXs`` their workspaces
+    (``dXs[0]`` has no rows: the first layer's input gradient is not needed),
+    ``acts``/``alphas`` their activation codes and slopes; ``douts`` the loss gradient,
+    ``values``/``counts`` each part's loss and correct count (``classify``: count);
+    ``dzt`` a ``(parts, k)`` scratch for :func:`_weight_grads_share`. ``loss_kernel``, ``count_kernel`` and ``update`` are
     those :func:`fit_epoch_jit` binds.
 
     Then, on the whole buffer: the L1/L2 penalty (``l1``/``l2`` already divided by the
@@ -156,9 +156,9 @@ def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, As, dZs, dXs, acts, al
     the exponent check without a penalty is done on the shares above;
     ``stop_nonfinite``: a non-finite gradient ends the epoch; ``clip_norm > 0`` scales
     ``gscale`` by ``clip_coefficient`` of its norm), ``saved`` := ``param`` (also when
-    the check ends the epoch) and ``update(param, grad, *state, *rows[s])``: row ``s`` holds step ``s``'s
-    ``gscale`` (the sign of ``maximize``), ``clip`` and scalars in the parameters'
-    dtype; ``like`` is a tuple as long as a row.
+    the check ends the epoch) and ``update(param, grad, *state, *rows[s])``: row ``s``
+    holds step ``s``'s ``gscale`` (the sign of ``maximize``), ``clip`` and scalars in
+    the parameters' dtype; ``like`` is a tuple as long as a row.
 
     Returns ``(total, correct, steps, saved_at, status, value)``: the sum of
     ``loss * batch size`` and the correct count over the ``steps`` steps taken, the
