@@ -7,7 +7,8 @@
   ``torch.nn.functional.dropout(x, 0.2, training=True)`` and the NumPy idiom
   ``x * (rng.random(shape, float32) >= 0.2) * 1.25``. Target: 40 x torch.
 * ``perf_batchnorm_train[256x1024]``: batch norm in training, forward then backward,
-  float32. fastnn's two kernels with the layer's workspaces against
+  float32. fastnn's two kernels with the layer's workspaces, serial (``jit``) and on
+  numba's threads (``jit_threads``, groups of 16 rows split over them), against
   ``torch.nn.BatchNorm1d`` forward plus autograd backward (the graph is rebuilt each
   call, as in a training step). Target: 1.5 x torch.
 * ``perf_alternation[128x784x256]``: a training-like alternation, ten times an njit
@@ -32,7 +33,12 @@ from _common import THREADS, Size, give_threads, random
 
 from fastnn._config import jit
 from fastnn.kernels.dropout import DROPOUT_FORWARD, dropout_forward_jit
-from fastnn.kernels.norm import BATCHNORM_BACKWARD, BATCHNORM_FORWARD_TRAIN
+from fastnn.kernels.norm import (
+    BATCHNORM_BACKWARD,
+    BATCHNORM_FORWARD_TRAIN,
+    coef_rows_backward,
+    coef_rows_forward,
+)
 from fastnn.kernels.random import keep_threshold
 
 RATE = 0.2
@@ -96,10 +102,12 @@ def _bn_data():
     return x, dy, gamma, beta
 
 
-@pytest.mark.parametrize("form", ["jit", "torch"])
+@pytest.mark.parametrize("form", ["jit", "jit_threads", "torch"])
 def test_perf_batchnorm_train(bench, request, form):
     x, dy, gamma, beta = _bn_data()
     m, n = x.shape
+    if form == "jit_threads":
+        give_threads(request)  # from _config.PARALLEL_MIN elements: numba's threads
     if form == "torch":
         torch = request.getfixturevalue("torch")
         layer = torch.nn.BatchNorm1d(n, eps=EPS, momentum=MOMENTUM)
@@ -123,7 +131,8 @@ def test_perf_batchnorm_train(bench, request, form):
         mean, invstd, acc_dy, acc_dyx = (np.empty(n) for _ in range(4))
         out, dx = np.empty_like(x), np.empty_like(x)
         dgamma, dbeta = np.empty_like(gamma), np.empty_like(beta)
-        coef_f, coef_b = np.empty((2, n), np.float32), np.empty((4, n), np.float32)
+        coef_f = np.empty((coef_rows_forward(m), n), np.float32)
+        coef_b = np.empty((coef_rows_backward(m), n), np.float32)
 
         def step():
             forward(x, gamma, beta, MOMENTUM, EPS, running_mean, running_var, mean, invstd,

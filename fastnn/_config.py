@@ -17,7 +17,8 @@ FASTNN_DTYPE           float32    Default floating dtype of models and data.
 FASTNN_NUM_THREADS     (numba's)  Threads for numba's parallel kernels: calls
                                   :func:`set_num_threads` at import (see below).
 FASTNN_PARALLEL_MIN    262144     Elements below which a :func:`jit_sized` kernel runs
-                                  its serial compilation (dropout, uniform) even with
+                                  its serial compilation (dropout, uniform, batch
+                                  norm in training) even with
                                   threads given: a parallel region costs more than it
                                   gives there (see :data:`PARALLEL_MIN`).
 =====================  =========  ===================================================
@@ -241,13 +242,15 @@ def jit_bound(fn, suffix, parallel=False, **bind):
     return numba.njit(**JIT)(_twin(fn, suffix, bind))
 
 
-#: Elements from which a :func:`jit_sized` kernel (dropout, uniform) runs on numba's
-#: threads, once :func:`set_num_threads` has given them (BLAS then on one thread).
+#: Elements from which a :func:`jit_sized` kernel (dropout, uniform, batch norm in
+#: training) runs on numba's threads, once :func:`set_num_threads` has given them (BLAS
+#: then on one thread).
 #: Measured on the project's 2 cores (Intel, 2026-12-04), dropout forward, float32,
 #: alone, serial / on 2 threads: 16k elements 0.27 / 0.46 ns an element (a parallel
 #: region costs more than it gives), 64k 0.24 / 0.15, 256k 0.26 / 0.12, 1M 0.35 /
-#: 0.19, 4M 0.33 / 0.17. Inside ``fit`` the question does not arise: a model with a
-#: Dropout layer trains in the Python loop, which :func:`threads_to_blas` runs with
+#: 0.19, 4M 0.33 / 0.17; batch norm forward plus backward, 256 x 1024: 0.23-0.25 ms /
+#: 0.113-0.115. Inside ``fit`` the question does not arise: a model with a Dropout or
+#: BatchNorm layer trains in the Python loop, which :func:`threads_to_blas` runs with
 #: fastnn's kernels serial and BLAS on its threads. (With both pools on two threads,
 #: dropout on numba's threads between products made each step 25 to 80 times slower;
 #: ``perf_alternation`` in ``benchmarks/test_bench_perf_dropout_norm.py``.) Until

@@ -30,6 +30,8 @@ from .kernels.norm import (
     BATCHNORM_FORWARD_TRAIN,
     LAYERNORM_BACKWARD,
     LAYERNORM_FORWARD,
+    coef_rows_backward,
+    coef_rows_forward,
 )
 from .kernels.random import keep_threshold
 
@@ -516,7 +518,8 @@ class BatchNorm(_Norm):
         if training:
             self._forward_train(x, self.gamma, self.beta, self.momentum, self.eps,
                                 self.running_mean, self.running_var, mean, invstd, out,
-                                self._ws.get("coef_forward", (2, n), self.dtype))
+                                self._ws.get("coef_forward", (coef_rows_forward(x.shape[0]), n),
+                                             self.dtype))
         else:
             self._forward_eval(x, self.gamma, self.beta, self.eps, self.running_mean,
                                self.running_var, mean, invstd, out)
@@ -531,7 +534,8 @@ class BatchNorm(_Norm):
                        self._ws.get("invstd", (n,), np.float64), self._batch_stats,
                        self._ws.get("acc_dy", (n,), np.float64),
                        self._ws.get("acc_dyx", (n,), np.float64), self.dgamma, self.dbeta, dx,
-                       self._ws.get("coef_backward", (4, n), self.dtype))
+                       self._ws.get("coef_backward", (coef_rows_backward(dy.shape[0]), n),
+                                    self.dtype))
         return dx if self.need_input_grad else None
 
 

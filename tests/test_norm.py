@@ -16,6 +16,8 @@ from fastnn.kernels.norm import (
     BATCHNORM_FORWARD_TRAIN,
     LAYERNORM_BACKWARD,
     LAYERNORM_FORWARD,
+    coef_rows_backward,
+    coef_rows_forward,
 )
 
 import reference
@@ -228,13 +230,63 @@ def test_batchnorm_scratch_given_or_allocated_agree(shape):
     out_b, mean_b, invstd_b = np.empty_like(x), np.empty(n), np.empty(n)
     BATCHNORM_FORWARD_TRAIN["jit"](x, gamma, beta, 0.1, 1e-5, np.zeros(n, np.float32),
                                    np.ones(n, np.float32), mean_b, invstd_b, out_b,
-                                   np.full((2, n), np.nan, np.float32))
+                                   np.full((coef_rows_forward(shape[0]), n), np.nan, np.float32))
     dx_b = (np.empty_like(x), np.empty(n, np.float32), np.empty(n, np.float32))
     BATCHNORM_BACKWARD["jit"](x, dy, gamma, mean_b, invstd_b, True, np.empty(n), np.empty(n),
-                              dx_b[1], dx_b[2], dx_b[0], np.full((4, n), np.nan, np.float32))
+                              dx_b[1], dx_b[2], dx_b[0],
+                              np.full((coef_rows_backward(shape[0]), n), np.nan, np.float32))
     np.testing.assert_array_equal(out_b, out_a)
     for a, b in zip(dx_b, dx_a):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("form", ["loop", "jit"])  # the NumPy form takes no scratch
+def test_batchnorm_scratch_too_small_is_refused(form):
+    """coef holds the per-feature constants and each group of 16 rows' column sums: one
+    sized for fewer rows (here (2, n) and (4, n), what the kernels took before) raises."""
+    x, gamma, beta, dy = _data((37, 5), np.float32, seed=7)
+    n = 5
+    assert (coef_rows_forward(37), coef_rows_backward(37)) == (5, 10)  # 3 groups of rows
+    with pytest.raises(ValueError, match="coef_rows_forward"):
+        BATCHNORM_FORWARD_TRAIN[form](x, gamma, beta, 0.1, 1e-5, np.zeros(n, np.float32),
+                                      np.ones(n, np.float32), np.empty(n), np.empty(n),
+                                      np.empty_like(x), np.empty((2, n), np.float32))
+    with pytest.raises(ValueError, match="coef_rows_backward"):
+        BATCHNORM_BACKWARD[form](x, dy, gamma, np.zeros(n), np.ones(n), True, np.empty(n),
+                                 np.empty(n), np.empty(n, np.float32), np.empty(n, np.float32),
+                                 np.empty_like(x), np.empty((4, n), np.float32))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batchnorm_serial_and_parallel_compilations_agree(threads, dtype):
+    """The JIT forms' parallel compilations (fastnn given threads, from
+    _config.PARALLEL_MIN elements) split the rows' groups of 16 over numba's threads;
+    the groups' sums are added in the same order whoever computed them: the same bits
+    as the serial compilation and the loop, at any thread count."""
+    import numba
+
+    x, gamma, beta, dy = _data((300, 70), dtype, seed=11)
+    forward, backward = BATCHNORM_FORWARD_TRAIN["jit"], BATCHNORM_BACKWARD["jit"]
+    runs = {}
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        for name, f, b in [("serial", forward.serial, backward.serial),
+                           ("parallel", forward.parallel, backward.parallel),
+                           ("loop", BATCHNORM_FORWARD_TRAIN["loop"], BATCHNORM_BACKWARD["loop"])]:
+            n = x.shape[1]
+            rm, rv = np.zeros(n, dtype), np.ones(n, dtype)
+            mean, invstd, out = np.empty(n), np.empty(n), np.empty_like(x)
+            f(x, gamma, beta, 0.1, 1e-5, rm, rv, mean, invstd, out)
+            dgamma, dbeta, dx = np.empty(n, dtype), np.empty(n, dtype), np.empty_like(x)
+            b(x, dy, gamma, mean, invstd, True, np.empty(n), np.empty(n), dgamma, dbeta, dx)
+            runs[name] = (out, rm, rv, mean, invstd, dx, dgamma, dbeta)
+    finally:
+        numba.set_num_threads(before)
+    for name in ("parallel", "loop"):
+        for got, want in zip(runs[name], runs["serial"]):
+            np.testing.assert_array_equal(got, want, err_msg=name)
 
 
 # --------------------------------------------------------- finite differences
