@@ -5,7 +5,11 @@ One group per row, ``<name>_perf[<size>]``, all measured in the same run:
 ``copy_bound``
     A copy over the same arrays as the optimizer, reading param, grad and every
     state array and writing param and the state (Adam: 4 reads, 3 writes, the
-    "7-stream copy"): the time no update of those arrays can beat.
+    "7-stream copy"): the time no update of those arrays can beat, as plain loops go.
+``copy_prefetch``
+    The same copy in the optimizers' own loop structure, blocks of 128 elements that
+    prefetch their arrays 512 elements ahead (``kernels/optim.py``, from 1M elements):
+    the memory bound with the optimizers' technique, which the plain copy is not.
 ``jit``
     ``opt.step(grads)`` of fastnn with its defaults: the non-finite check (a pass
     reading the gradient) and the fused update.
@@ -41,6 +45,7 @@ from numba import prange
 
 from fastnn import _config, optim
 from fastnn._config import jit, jit_parallel
+from fastnn.kernels.optim import block, blocks, prefetch
 
 LR = 1e-3
 # name -> (fastnn kwargs, torch class, torch kwargs, state arrays): the same update
@@ -56,7 +61,7 @@ CASES = {
     "nadam": ({}, "NAdam", {}, 2),
 }
 TORCH_PATHS = {"torch": {}, "torch_foreach": {"foreach": True}, "torch_fused": {"fused": True}}
-FORMS = ("copy_bound", "jit", "jit_apply") + tuple(TORCH_PATHS)
+FORMS = ("copy_bound", "copy_prefetch", "jit", "jit_apply") + tuple(TORCH_PATHS)
 LARGE = Size("10M float32", (10_000_000,))
 SMOKE = Size("10k float32 (timing off)", (10_000,))
 
@@ -79,8 +84,38 @@ def copy4_loop(param, grad, s, t):
         t[i] = a
 
 
+def copy3_prefetch_loop(param, grad, s):
+    """copy3 in the optimizers' blocks, prefetching ahead as they do (kernels/optim.py)."""
+    n = param.shape[0]
+    for k in prange(blocks(n)):
+        lo, width = block(k, n)
+        prefetch(lo, param, grad, s)
+        for j in range(width):
+            i = lo + j
+            p = param[i]
+            param[i] = grad[i] + s[i]
+            s[i] = p
+
+
+def copy4_prefetch_loop(param, grad, s, t):
+    """copy4 in the optimizers' blocks, prefetching ahead as they do (kernels/optim.py)."""
+    n = param.shape[0]
+    for k in prange(blocks(n)):
+        lo, width = block(k, n)
+        prefetch(lo, param, grad, s, t)
+        for j in range(width):
+            i = lo + j
+            p = param[i]
+            a = s[i]
+            param[i] = grad[i] + t[i]
+            s[i] = p
+            t[i] = a
+
+
 COPY = {1: (jit(copy3_loop), jit_parallel(copy3_loop)),
         2: (jit(copy4_loop), jit_parallel(copy4_loop))}
+COPY_PREFETCH = {1: (jit(copy3_prefetch_loop), jit_parallel(copy3_prefetch_loop)),
+                 2: (jit(copy4_prefetch_loop), jit_parallel(copy4_prefetch_loop))}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -134,8 +169,8 @@ def test_optimizer_vs_copy_bound(bench, request, form, name, size):
     opt.zero_state()
     state = [a for a in opt.state.values() if a.size]
     assert len(state) == n_state
-    if form == "copy_bound":
-        serial, parallel = COPY[n_state]
+    if form in ("copy_bound", "copy_prefetch"):
+        serial, parallel = (COPY if form == "copy_bound" else COPY_PREFETCH)[n_state]
         # the optimizers' own rule for when to split over threads
         big = param.size >= _config.OPTIM_PARALLEL_MIN and _config.threads() > 1
         bench(form, equation, size, parallel if big else serial, param, grad, *state)

@@ -124,6 +124,32 @@ def test_parallel_kernels_give_the_loops_bits(optimizer, kwargs, monkeypatch):
     np.testing.assert_array_equal(comp, ref)
 
 
+ELEMENTWISE = [(o, k) for o, k in SETTINGS if "clip_norm" not in k]  # no global norm
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("optimizer,kwargs", ELEMENTWISE,
+                         ids=[f"{o}-{i}" for i, (o, _) in enumerate(ELEMENTWISE)])
+def test_prefetching_blocks_give_the_same_bits(optimizer, kwargs, threads, monkeypatch):
+    """From kernels.optim.PREFETCH_MIN elements the update loops run in blocks of 128
+    that prefetch their arrays ahead; below it in 16 larger blocks. Every element's
+    update is its own, so a buffer stepped whole equals its quarters stepped apart (each
+    below PREFETCH_MIN), serial or split over threads."""
+    from fastnn import _config
+    from fastnn.kernels.optim import PREFETCH_MIN
+
+    monkeypatch.setattr(_config, "threads", lambda: threads)
+    n = PREFETCH_MIN + 1001
+    rng = np.random.default_rng(6)
+    p0 = rng.standard_normal(n).astype(np.float32)
+    grads = [rng.standard_normal(n).astype(np.float32) for _ in range(2)]
+    whole, _ = _trajectory(optimizer, kwargs, "jit", p0=p0, grads=grads, dtype=np.float32)
+    cuts = np.linspace(0, n, 5).astype(int)
+    parts = [_trajectory(optimizer, kwargs, "jit", p0=p0[a:b], grads=[g[a:b] for g in grads],
+                         dtype=np.float32)[0] for a, b in zip(cuts[:-1], cuts[1:])]
+    np.testing.assert_array_equal(whole, np.concatenate(parts, axis=1))
+
+
 def test_set_num_threads_gives_numba_the_threads_and_pins_blas():
     """One pool multi-threaded at a time: fastnn's threads come with BLAS on one."""
     import numba

@@ -33,18 +33,33 @@ if-converts them into masked AVX-512 loads and stores of the unused, empty state
 array, which the CPU executes with a microcode assist each time (measured: a
 10M-parameter float32 Adam step 50 to 200 ms instead of 4 ms).
 
-The loops are ``prange`` loops: plain ``range`` when Python runs them and in the
-serial JIT form ``<name>_jit``, split over numba's threads in ``<name>_jit_parallel``
-(:func:`fastnn._config.jit_parallel`). Every element is independent, so both JIT
-forms give the same bits. The optimizers take the parallel form from
+The loops are ``prange`` loops over blocks of elements: plain ``range`` when Python
+runs them and in the serial JIT form ``<name>_jit``, split over numba's threads in
+``<name>_jit_parallel`` (:func:`fastnn._config.jit_parallel`). Every element is
+independent, so both JIT forms give the same bits, whatever the blocks. From
+``PREFETCH_MIN`` elements (1M: arrays that stream from memory) a block is ``BLOCK``
+(128) elements and first asks the CPU, with LLVM's ``prefetch``, for its arrays'
+elements ``AHEAD`` (512) further on; the loads then find their lines in cache. The
+hardware prefetchers alone left the core waiting: Adam's square root and division keep
+its out-of-order window full, so it sees few loads ahead (measured, 10M float32, two
+threads: Adam 4.2-4.3 ms against 3.6 ms for the plain 7-stream copy, the same with
+its arithmetic cut to a multiplication; with the prefetch 3.3-4.1 ms, 1.01-1.10x that
+copy, and the copy itself prefetched 3.0-3.3 ms). Below ``PREFETCH_MIN`` the arrays
+are in cache, where prefetch instructions only take load slots, and 16 larger blocks
+do. The element index is an unsigned ``lo + j``: indexed with a signed one, numba's
+negative-index check kept LLVM from vectorizing the block's loop (Adam 2.4 to 5x
+slower).
+
+The optimizers take the parallel form from
 :data:`fastnn._config.OPTIM_PARALLEL_MIN` elements (262144) once
 :func:`fastnn._config.set_num_threads` gave fastnn threads. Measured on 2 cores,
 float32 Adam alone: two threads are 1.6x faster from 16K elements and 1.9x from 128K;
 alternating with an njit ``np.dot`` (128x784 @ 784x256) on a one-thread BLAS, as in
 training, 0.10 against 0.16 ms at 300K and 0.28 against 0.57 ms at 1M. At 10M float32
-with two threads every update takes the time of a copy over its own arrays, 0.96 to
-1.02x (Adam 4.6 ms like the 7-stream copy; SGD with momentum, Adagrad, RMSprop 3.2 ms
-like a 5-stream copy).
+with two threads every update took the time of a plain copy over its own arrays on the
+AMD machine, 0.96 to 1.02x (Adam 4.6 ms like the 7-stream copy; SGD with momentum,
+Adagrad, RMSprop 3.2 ms like a 5-stream copy), before the prefetching; on the Intel
+one, 1.11 to 1.36x, then 0.91 to 1.17x with it (``benchmarks/test_bench_perf_optim.py``).
 
 The helpers below are inlined into the loops by numba (``inline="always"``): called
 as functions, LLVM left them out of line and the serial loops stayed scalar.
@@ -57,11 +72,108 @@ gradients) and the L1/L2 weight penalty added to the loss and its gradient.
 import math
 
 import numpy as np
-from numba import prange
-from numba.extending import register_jitable
+from llvmlite import ir
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload, register_jitable
 
 from .._config import jit, jit_parallel
 from . import forms
+
+
+#: Elements per block of the update loops. Each block first asks the CPU to fetch its
+#: arrays' elements ``AHEAD`` further on (see the module docstring).
+BLOCK = 128
+AHEAD = 512
+#: Elements from which the loops prefetch: smaller arrays sit in cache, where the
+#: prefetch instructions only take load slots (15k-element Adam: 7.7 -> 9.6 us).
+PREFETCH_MIN = 1 << 20
+_LINE = 64  # bytes in a cache line
+
+
+@register_jitable(inline="always")
+def _block_size(n):
+    """``BLOCK`` where the loops prefetch (``n >= PREFETCH_MIN``), else n / 16 rounded
+    up to a multiple of ``BLOCK``: in cache a block costs its loop's set-up and nothing
+    comes of it, but 16 blocks still split over up to 16 threads. A multiple of
+    ``BLOCK`` leaves no scalar remainder but the last block's (LLVM's vector loop takes
+    32 elements a turn, and Adam's scalar square roots and divisions are slow: with
+    blocks of exactly n / 16 a 15k-element step took 7.5-8.6 us, now 6.3-6.6 as the
+    flat loop's 6.3-6.8)."""
+    if n >= PREFETCH_MIN:
+        return BLOCK
+    return (n // 16 // BLOCK + 1) * BLOCK
+
+
+@register_jitable(inline="always")
+def blocks(n):
+    """Blocks of :func:`_block_size` elements in ``n`` (the last may be shorter)."""
+    size = _block_size(n)
+    return (n + size - 1) // size
+
+
+@register_jitable(inline="always")
+def block(k, n):
+    """``(lo, width)`` of block ``k`` of ``n`` elements, as unsigned integers: a loop
+    ``for j in range(width)`` indexing ``a[lo + j]`` then has no negative-index check
+    (numba wraps signed indices), which keeps LLVM from vectorizing it."""
+    size = np.uint64(_block_size(n))
+    lo = np.uint64(k) * size
+    return lo, min(size, np.uint64(n) - lo)
+
+
+@intrinsic
+def _prefetch_line(typingctx, a, i):
+    """LLVM's ``prefetch`` of the cache line holding ``a[i]`` (read, all cache levels)."""
+    sig = types.void(a, i)
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+        builder.call(fn, [builder.bitcast(builder.gep(data, [args[1]]), i8p),
+                          i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def prefetch(lo, a, b, c=None, d=None, e=None):
+    """Ask the CPU for each array's block ``AHEAD`` elements after ``lo`` (not past its
+    end), so that the loads of that block find it in cache; nothing when Python runs the
+    loop."""
+
+
+@overload(prefetch, inline="always")
+def _prefetch(lo, a, b, c=None, d=None, e=None):
+    def impl(lo, a, b, c=None, d=None, e=None):
+        start = lo + np.uint64(AHEAD)
+        _ahead(a, start)
+        _ahead(b, start)
+        _ahead(c, start)
+        _ahead(d, start)
+        _ahead(e, start)
+
+    return impl
+
+
+def _ahead(a, start):
+    """Prefetch ``a[start:start + BLOCK]``, a cache line at a time (nothing for None)."""
+
+
+@overload(_ahead, inline="always")
+def _ahead_jit(a, start):
+    if a is None or isinstance(a, (types.NoneType, types.Omitted)):
+        return lambda a, start: None
+
+    def impl(a, start):
+        n = np.uint64(a.shape[0])
+        if n >= np.uint64(PREFETCH_MIN) and start + np.uint64(BLOCK) <= n:
+            for j in range(0, BLOCK, _LINE // a.itemsize):
+                _prefetch_line(a, start + np.uint64(j))
+
+    return impl
 
 
 @register_jitable(inline="always")
@@ -141,18 +253,30 @@ def sgd_loop(param, grad, buf, gscale, clip, lr, weight_decay, momentum,
     theta := theta - lr (g + mu v if nesterov else v). ``buf`` is unused when mu = 0."""
     n = param.shape[0]
     if momentum == 0.0:
-        for i in prange(n):
-            p, g = _load(param, grad, i, gscale, clip, weight_decay)
-            param[i] = p - lr * g
+        for k in prange(blocks(n)):
+            lo, width = block(k, n)
+            prefetch(lo, param, grad)
+            for j in range(width):
+                i = lo + j
+                p, g = _load(param, grad, i, gscale, clip, weight_decay)
+                param[i] = p - lr * g
     elif first:
-        for i in prange(n):
-            p, g = _load(param, grad, i, gscale, clip, weight_decay)
-            _sgd_apply(param, buf, i, p, g, g, lr, momentum, nesterov)
+        for k in prange(blocks(n)):
+            lo, width = block(k, n)
+            prefetch(lo, param, grad, buf)
+            for j in range(width):
+                i = lo + j
+                p, g = _load(param, grad, i, gscale, clip, weight_decay)
+                _sgd_apply(param, buf, i, p, g, g, lr, momentum, nesterov)
     else:
-        for i in prange(n):
-            p, g = _load(param, grad, i, gscale, clip, weight_decay)
-            b = buf[i] * momentum + one_minus_dampening * g
-            _sgd_apply(param, buf, i, p, g, b, lr, momentum, nesterov)
+        for k in prange(blocks(n)):
+            lo, width = block(k, n)
+            prefetch(lo, param, grad, buf)
+            for j in range(width):
+                i = lo + j
+                p, g = _load(param, grad, i, gscale, clip, weight_decay)
+                b = buf[i] * momentum + one_minus_dampening * g
+                _sgd_apply(param, buf, i, p, g, b, lr, momentum, nesterov)
 
 
 def sgd_vec(param, grad, buf, gscale, clip, lr, weight_decay, momentum,
@@ -178,11 +302,15 @@ def momentum_loop(param, grad, v, gscale, clip, lr, weight_decay, beta, one_minu
                   bias_correction):
     """V := beta V + (1 - beta) dW; W := W - lr V / bias_correction, with
     ``bias_correction = 1 - beta^t`` (or 1 without correction)."""
-    for i in prange(param.shape[0]):
-        p, g = _load(param, grad, i, gscale, clip, weight_decay)
-        m = beta * v[i] + one_minus_beta * g
-        v[i] = m
-        param[i] = p - lr * (m / bias_correction)
+    for k in prange(blocks(param.shape[0])):
+        lo, width = block(k, param.shape[0])
+        prefetch(lo, param, grad, v)
+        for j in range(width):
+            i = lo + j
+            p, g = _load(param, grad, i, gscale, clip, weight_decay)
+            m = beta * v[i] + one_minus_beta * g
+            v[i] = m
+            param[i] = p - lr * (m / bias_correction)
 
 
 def momentum_vec(param, grad, v, gscale, clip, lr, weight_decay, beta, one_minus_beta,
@@ -199,11 +327,15 @@ def momentum_vec(param, grad, v, gscale, clip, lr, weight_decay, beta, one_minus
 def adagrad_loop(param, grad, state_sum, gscale, clip, clr, weight_decay, eps):
     """G := G + g^2; theta := theta - clr g / (sqrt(G) + eps), with
     ``clr = lr / (1 + (t - 1) lr_decay)``."""
-    for i in prange(param.shape[0]):
-        p, g = _load(param, grad, i, gscale, clip, weight_decay)
-        s = state_sum[i] + g * g
-        state_sum[i] = s
-        param[i] = p - clr * g / (np.sqrt(s) + eps)
+    for k in prange(blocks(param.shape[0])):
+        lo, width = block(k, param.shape[0])
+        prefetch(lo, param, grad, state_sum)
+        for j in range(width):
+            i = lo + j
+            p, g = _load(param, grad, i, gscale, clip, weight_decay)
+            s = state_sum[i] + g * g
+            state_sum[i] = s
+            param[i] = p - clr * g / (np.sqrt(s) + eps)
 
 
 def adagrad_vec(param, grad, state_sum, gscale, clip, clr, weight_decay, eps):
@@ -250,27 +382,43 @@ def rmsprop_loop(param, grad, square_avg, grad_avg, buf, gscale, clip, lr, weigh
     0, not NaN as in PyTorch."""
     n = param.shape[0]
     if centered and momentum > 0.0:
-        for i in prange(n):
-            p, g = _load(param, grad, i, gscale, clip, weight_decay)
-            s = _rms_square(square_avg, i, g, alpha, one_minus_alpha)
-            s = _rms_center(grad_avg, i, g, s, one_minus_alpha, alpha_lerp, eps)
-            _rms_momentum(param, buf, i, p, g, np.sqrt(s) + eps, lr, momentum)
+        for k in prange(blocks(n)):
+            lo, width = block(k, n)
+            prefetch(lo, param, grad, square_avg, grad_avg, buf)
+            for j in range(width):
+                i = lo + j
+                p, g = _load(param, grad, i, gscale, clip, weight_decay)
+                s = _rms_square(square_avg, i, g, alpha, one_minus_alpha)
+                s = _rms_center(grad_avg, i, g, s, one_minus_alpha, alpha_lerp, eps)
+                _rms_momentum(param, buf, i, p, g, np.sqrt(s) + eps, lr, momentum)
     elif centered:
-        for i in prange(n):
-            p, g = _load(param, grad, i, gscale, clip, weight_decay)
-            s = _rms_square(square_avg, i, g, alpha, one_minus_alpha)
-            s = _rms_center(grad_avg, i, g, s, one_minus_alpha, alpha_lerp, eps)
-            param[i] = p - lr * g / (np.sqrt(s) + eps)
+        for k in prange(blocks(n)):
+            lo, width = block(k, n)
+            prefetch(lo, param, grad, square_avg, grad_avg)
+            for j in range(width):
+                i = lo + j
+                p, g = _load(param, grad, i, gscale, clip, weight_decay)
+                s = _rms_square(square_avg, i, g, alpha, one_minus_alpha)
+                s = _rms_center(grad_avg, i, g, s, one_minus_alpha, alpha_lerp, eps)
+                param[i] = p - lr * g / (np.sqrt(s) + eps)
     elif momentum > 0.0:
-        for i in prange(n):
-            p, g = _load(param, grad, i, gscale, clip, weight_decay)
-            s = _rms_square(square_avg, i, g, alpha, one_minus_alpha)
-            _rms_momentum(param, buf, i, p, g, np.sqrt(s) + eps, lr, momentum)
+        for k in prange(blocks(n)):
+            lo, width = block(k, n)
+            prefetch(lo, param, grad, square_avg, buf)
+            for j in range(width):
+                i = lo + j
+                p, g = _load(param, grad, i, gscale, clip, weight_decay)
+                s = _rms_square(square_avg, i, g, alpha, one_minus_alpha)
+                _rms_momentum(param, buf, i, p, g, np.sqrt(s) + eps, lr, momentum)
     else:
-        for i in prange(n):
-            p, g = _load(param, grad, i, gscale, clip, weight_decay)
-            s = _rms_square(square_avg, i, g, alpha, one_minus_alpha)
-            param[i] = p - lr * g / (np.sqrt(s) + eps)
+        for k in prange(blocks(n)):
+            lo, width = block(k, n)
+            prefetch(lo, param, grad, square_avg)
+            for j in range(width):
+                i = lo + j
+                p, g = _load(param, grad, i, gscale, clip, weight_decay)
+                s = _rms_square(square_avg, i, g, alpha, one_minus_alpha)
+                param[i] = p - lr * g / (np.sqrt(s) + eps)
 
 
 def rmsprop_vec(param, grad, square_avg, grad_avg, buf, gscale, clip, lr, weight_decay,
@@ -299,14 +447,18 @@ def adadelta_loop(param, grad, square_avg, acc_delta, gscale, clip, lr, weight_d
                   rho, one_minus_rho, eps):
     """S := rho S + (1 - rho) g^2; dx = sqrt(D + eps) / sqrt(S + eps) g;
     D := rho D + (1 - rho) dx^2; theta := theta - lr dx (eps inside both roots)."""
-    for i in prange(param.shape[0]):
-        p, g = _load(param, grad, i, gscale, clip, weight_decay)
-        s = square_avg[i] * rho + one_minus_rho * g * g
-        square_avg[i] = s
-        a = acc_delta[i]
-        delta = np.sqrt(a + eps) / np.sqrt(s + eps) * g
-        acc_delta[i] = a * rho + one_minus_rho * delta * delta
-        param[i] = p - lr * delta
+    for k in prange(blocks(param.shape[0])):
+        lo, width = block(k, param.shape[0])
+        prefetch(lo, param, grad, square_avg, acc_delta)
+        for j in range(width):
+            i = lo + j
+            p, g = _load(param, grad, i, gscale, clip, weight_decay)
+            s = square_avg[i] * rho + one_minus_rho * g * g
+            square_avg[i] = s
+            a = acc_delta[i]
+            delta = np.sqrt(a + eps) / np.sqrt(s + eps) * g
+            acc_delta[i] = a * rho + one_minus_rho * delta * delta
+            param[i] = p - lr * delta
 
 
 def adadelta_vec(param, grad, square_avg, acc_delta, gscale, clip, lr, weight_decay,
@@ -337,21 +489,29 @@ def adam_loop(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, gscale, clip, de
     # decay = 1, so the order of the two does not matter
     n = param.shape[0]
     if amsgrad:
-        for i in prange(n):
-            p, g = _load(param, grad, i, gscale, clip, weight_decay)
-            m, v = _moments(exp_avg, exp_avg_sq, i, g, one_minus_beta1, beta1, beta2,
-                            one_minus_beta2)
-            vmax = max_exp_avg_sq[i]
-            if v > vmax:
-                vmax = v
-            max_exp_avg_sq[i] = vmax
-            param[i] = p * decay - step_size * m / (np.sqrt(vmax) * inv_bc2_sqrt + eps)
+        for k in prange(blocks(n)):
+            lo, width = block(k, n)
+            prefetch(lo, param, grad, max_exp_avg_sq, exp_avg, exp_avg_sq)
+            for j in range(width):
+                i = lo + j
+                p, g = _load(param, grad, i, gscale, clip, weight_decay)
+                m, v = _moments(exp_avg, exp_avg_sq, i, g, one_minus_beta1, beta1, beta2,
+                                one_minus_beta2)
+                vmax = max_exp_avg_sq[i]
+                if v > vmax:
+                    vmax = v
+                max_exp_avg_sq[i] = vmax
+                param[i] = p * decay - step_size * m / (np.sqrt(vmax) * inv_bc2_sqrt + eps)
     else:
-        for i in prange(n):
-            p, g = _load(param, grad, i, gscale, clip, weight_decay)
-            m, v = _moments(exp_avg, exp_avg_sq, i, g, one_minus_beta1, beta1, beta2,
-                            one_minus_beta2)
-            param[i] = p * decay - step_size * m / (np.sqrt(v) * inv_bc2_sqrt + eps)
+        for k in prange(blocks(n)):
+            lo, width = block(k, n)
+            prefetch(lo, param, grad, exp_avg, exp_avg_sq)
+            for j in range(width):
+                i = lo + j
+                p, g = _load(param, grad, i, gscale, clip, weight_decay)
+                m, v = _moments(exp_avg, exp_avg_sq, i, g, one_minus_beta1, beta1, beta2,
+                                one_minus_beta2)
+                param[i] = p * decay - step_size * m / (np.sqrt(v) * inv_bc2_sqrt + eps)
 
 
 def adam_vec(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, gscale, clip, decay,
@@ -377,16 +537,20 @@ def adamax_loop(param, grad, exp_avg, exp_inf, gscale, clip, weight_decay, one_m
                 beta1, beta2, eps, clr):
     """m := lerp(m, g, 1 - beta1); u := max(beta2 u, |g| + eps);
     theta := theta - clr m / u, with ``clr = lr / (1 - beta1^t)``."""
-    for i in prange(param.shape[0]):
-        p, g = _load(param, grad, i, gscale, clip, weight_decay)
-        m = _lerp(exp_avg[i], g, one_minus_beta1, beta1)
-        exp_avg[i] = m
-        u = exp_inf[i] * beta2
-        a = abs(g) + eps
-        if a > u:
-            u = a
-        exp_inf[i] = u
-        param[i] = p - clr * m / u
+    for k in prange(blocks(param.shape[0])):
+        lo, width = block(k, param.shape[0])
+        prefetch(lo, param, grad, exp_avg, exp_inf)
+        for j in range(width):
+            i = lo + j
+            p, g = _load(param, grad, i, gscale, clip, weight_decay)
+            m = _lerp(exp_avg[i], g, one_minus_beta1, beta1)
+            exp_avg[i] = m
+            u = exp_inf[i] * beta2
+            a = abs(g) + eps
+            if a > u:
+                u = a
+            exp_inf[i] = u
+            param[i] = p - clr * m / u
 
 
 def adamax_vec(param, grad, exp_avg, exp_inf, gscale, clip, weight_decay, one_minus_beta1,
@@ -408,16 +572,20 @@ def nadam_loop(param, grad, exp_avg, exp_avg_sq, gscale, clip, decay, weight_dec
     d = sqrt(v / (1 - beta2^t)) + eps; theta := theta - c_grad g / d - c_avg m / d
     with ``c_grad = lr (1 - mu_t) / (1 - prod mu)`` and
     ``c_avg = lr mu_{t+1} / (1 - prod mu mu_{t+1})`` (Dozat's Nesterov momentum)."""
-    for i in prange(param.shape[0]):
-        # decoupled decay (AdamW) and coupled decay (Adam) never both act: wd = 0 or
-        # decay = 1, so the order of the two does not matter
-        p, g = _load(param, grad, i, gscale, clip, weight_decay)
-        p = p * decay
-        m, v = _moments(exp_avg, exp_avg_sq, i, g, one_minus_beta1, beta1, beta2,
-                        one_minus_beta2)
-        d = np.sqrt(v / bias_correction2) + eps
-        p = p - c_grad * g / d
-        param[i] = p - c_avg * m / d
+    for k in prange(blocks(param.shape[0])):
+        lo, width = block(k, param.shape[0])
+        prefetch(lo, param, grad, exp_avg, exp_avg_sq)
+        for j in range(width):
+            i = lo + j
+            # decoupled decay (AdamW) and coupled decay (Adam) never both act: wd = 0 or
+            # decay = 1, so the order of the two does not matter
+            p, g = _load(param, grad, i, gscale, clip, weight_decay)
+            p = p * decay
+            m, v = _moments(exp_avg, exp_avg_sq, i, g, one_minus_beta1, beta1, beta2,
+                            one_minus_beta2)
+            d = np.sqrt(v / bias_correction2) + eps
+            p = p - c_grad * g / d
+            param[i] = p - c_avg * m / d
 
 
 def nadam_vec(param, grad, exp_avg, exp_avg_sq, gscale, clip, decay, weight_decay,
