@@ -91,7 +91,7 @@ def copy3_prefetch_loop(param, grad, s):
         lo, width = block(k, n)
         prefetch(lo, param, grad, s)
         for j in range(width):
-            i = lo + j
+            i = lo + np.uint64(j)
             p = param[i]
             param[i] = grad[i] + s[i]
             s[i] = p
@@ -104,7 +104,7 @@ def copy4_prefetch_loop(param, grad, s, t):
         lo, width = block(k, n)
         prefetch(lo, param, grad, s, t)
         for j in range(width):
-            i = lo + j
+            i = lo + np.uint64(j)
             p = param[i]
             a = s[i]
             param[i] = grad[i] + t[i]

@@ -46,7 +46,7 @@ threads: Adam 4.2-4.3 ms against 3.6 ms for the plain 7-stream copy, the same wi
 its arithmetic cut to a multiplication; with the prefetch 3.3-4.1 ms, 1.01-1.10x that
 copy, and the copy itself prefetched 3.0-3.3 ms). Below ``PREFETCH_MIN`` the arrays
 are in cache, where prefetch instructions only take load slots, and 16 larger blocks
-do. The element index is an unsigned ``lo + j``: indexed with a signed one, numba's
+do. The element index is unsigned, ``lo + j``: indexed with a signed one, numba's
 negative-index check kept LLVM from vectorizing the block's loop (Adam 2.4 to 5x
 slower).
 
@@ -86,7 +86,8 @@ from . import forms
 BLOCK = 128
 AHEAD = 512
 #: Elements from which the loops prefetch: smaller arrays sit in cache, where the
-#: prefetch instructions only take load slots (15k-element Adam: 7.7 -> 9.6 us).
+#: prefetch instructions only take load slots (prefetching, a 15k-element Adam step took
+#: 9.6 us instead of 7.7).
 PREFETCH_MIN = 1 << 20
 _LINE = 64  # bytes in a cache line
 
@@ -115,8 +116,9 @@ def blocks(n):
 @register_jitable(inline="always")
 def block(k, n):
     """``(lo, width)`` of block ``k`` of ``n`` elements, as unsigned integers: a loop
-    ``for j in range(width)`` indexing ``a[lo + j]`` then has no negative-index check
-    (numba wraps signed indices), which keeps LLVM from vectorizing it."""
+    ``for j in range(width)`` indexing ``a[lo + np.uint64(j)]`` then has no
+    negative-index check (numba wraps signed indices), which keeps LLVM from vectorizing
+    it. (``np.uint64(j)``: in Python, NumPy 1.x makes ``uint64 + int`` a float.)"""
     size = np.uint64(_block_size(n))
     lo = np.uint64(k) * size
     return lo, min(size, np.uint64(n) - lo)
@@ -257,7 +259,7 @@ def sgd_loop(param, grad, buf, gscale, clip, lr, weight_decay, momentum,
             lo, width = block(k, n)
             prefetch(lo, param, grad)
             for j in range(width):
-                i = lo + j
+                i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
                 param[i] = p - lr * g
     elif first:
@@ -265,7 +267,7 @@ def sgd_loop(param, grad, buf, gscale, clip, lr, weight_decay, momentum,
             lo, width = block(k, n)
             prefetch(lo, param, grad, buf)
             for j in range(width):
-                i = lo + j
+                i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
                 _sgd_apply(param, buf, i, p, g, g, lr, momentum, nesterov)
     else:
@@ -273,7 +275,7 @@ def sgd_loop(param, grad, buf, gscale, clip, lr, weight_decay, momentum,
             lo, width = block(k, n)
             prefetch(lo, param, grad, buf)
             for j in range(width):
-                i = lo + j
+                i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
                 b = buf[i] * momentum + one_minus_dampening * g
                 _sgd_apply(param, buf, i, p, g, b, lr, momentum, nesterov)
@@ -306,7 +308,7 @@ def momentum_loop(param, grad, v, gscale, clip, lr, weight_decay, beta, one_minu
         lo, width = block(k, param.shape[0])
         prefetch(lo, param, grad, v)
         for j in range(width):
-            i = lo + j
+            i = lo + np.uint64(j)
             p, g = _load(param, grad, i, gscale, clip, weight_decay)
             m = beta * v[i] + one_minus_beta * g
             v[i] = m
@@ -331,7 +333,7 @@ def adagrad_loop(param, grad, state_sum, gscale, clip, clr, weight_decay, eps):
         lo, width = block(k, param.shape[0])
         prefetch(lo, param, grad, state_sum)
         for j in range(width):
-            i = lo + j
+            i = lo + np.uint64(j)
             p, g = _load(param, grad, i, gscale, clip, weight_decay)
             s = state_sum[i] + g * g
             state_sum[i] = s
@@ -386,7 +388,7 @@ def rmsprop_loop(param, grad, square_avg, grad_avg, buf, gscale, clip, lr, weigh
             lo, width = block(k, n)
             prefetch(lo, param, grad, square_avg, grad_avg, buf)
             for j in range(width):
-                i = lo + j
+                i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
                 s = _rms_square(square_avg, i, g, alpha, one_minus_alpha)
                 s = _rms_center(grad_avg, i, g, s, one_minus_alpha, alpha_lerp, eps)
@@ -396,7 +398,7 @@ def rmsprop_loop(param, grad, square_avg, grad_avg, buf, gscale, clip, lr, weigh
             lo, width = block(k, n)
             prefetch(lo, param, grad, square_avg, grad_avg)
             for j in range(width):
-                i = lo + j
+                i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
                 s = _rms_square(square_avg, i, g, alpha, one_minus_alpha)
                 s = _rms_center(grad_avg, i, g, s, one_minus_alpha, alpha_lerp, eps)
@@ -406,7 +408,7 @@ def rmsprop_loop(param, grad, square_avg, grad_avg, buf, gscale, clip, lr, weigh
             lo, width = block(k, n)
             prefetch(lo, param, grad, square_avg, buf)
             for j in range(width):
-                i = lo + j
+                i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
                 s = _rms_square(square_avg, i, g, alpha, one_minus_alpha)
                 _rms_momentum(param, buf, i, p, g, np.sqrt(s) + eps, lr, momentum)
@@ -415,7 +417,7 @@ def rmsprop_loop(param, grad, square_avg, grad_avg, buf, gscale, clip, lr, weigh
             lo, width = block(k, n)
             prefetch(lo, param, grad, square_avg)
             for j in range(width):
-                i = lo + j
+                i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
                 s = _rms_square(square_avg, i, g, alpha, one_minus_alpha)
                 param[i] = p - lr * g / (np.sqrt(s) + eps)
@@ -451,7 +453,7 @@ def adadelta_loop(param, grad, square_avg, acc_delta, gscale, clip, lr, weight_d
         lo, width = block(k, param.shape[0])
         prefetch(lo, param, grad, square_avg, acc_delta)
         for j in range(width):
-            i = lo + j
+            i = lo + np.uint64(j)
             p, g = _load(param, grad, i, gscale, clip, weight_decay)
             s = square_avg[i] * rho + one_minus_rho * g * g
             square_avg[i] = s
@@ -493,7 +495,7 @@ def adam_loop(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, gscale, clip, de
             lo, width = block(k, n)
             prefetch(lo, param, grad, max_exp_avg_sq, exp_avg, exp_avg_sq)
             for j in range(width):
-                i = lo + j
+                i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
                 m, v = _moments(exp_avg, exp_avg_sq, i, g, one_minus_beta1, beta1, beta2,
                                 one_minus_beta2)
@@ -507,7 +509,7 @@ def adam_loop(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, gscale, clip, de
             lo, width = block(k, n)
             prefetch(lo, param, grad, exp_avg, exp_avg_sq)
             for j in range(width):
-                i = lo + j
+                i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
                 m, v = _moments(exp_avg, exp_avg_sq, i, g, one_minus_beta1, beta1, beta2,
                                 one_minus_beta2)
@@ -541,7 +543,7 @@ def adamax_loop(param, grad, exp_avg, exp_inf, gscale, clip, weight_decay, one_m
         lo, width = block(k, param.shape[0])
         prefetch(lo, param, grad, exp_avg, exp_inf)
         for j in range(width):
-            i = lo + j
+            i = lo + np.uint64(j)
             p, g = _load(param, grad, i, gscale, clip, weight_decay)
             m = _lerp(exp_avg[i], g, one_minus_beta1, beta1)
             exp_avg[i] = m
@@ -576,7 +578,7 @@ def nadam_loop(param, grad, exp_avg, exp_avg_sq, gscale, clip, decay, weight_dec
         lo, width = block(k, param.shape[0])
         prefetch(lo, param, grad, exp_avg, exp_avg_sq)
         for j in range(width):
-            i = lo + j
+            i = lo + np.uint64(j)
             # decoupled decay (AdamW) and coupled decay (Adam) never both act: wd = 0 or
             # decay = 1, so the order of the two does not matter
             p, g = _load(param, grad, i, gscale, clip, weight_decay)
