@@ -45,7 +45,7 @@ from numba import prange
 
 from fastnn import _config, optim
 from fastnn._config import jit, jit_parallel
-from fastnn.kernels.optim import block, blocks, prefetch
+from fastnn.kernels.optim import block, blocks
 
 LR = 1e-3
 # name -> (fastnn kwargs, torch class, torch kwargs, state arrays): the same update
@@ -88,8 +88,7 @@ def copy3_prefetch_loop(param, grad, s):
     """copy3 in the optimizers' blocks, prefetching ahead as they do (kernels/optim.py)."""
     n = param.shape[0]
     for k in prange(blocks(n)):
-        lo, width = block(k, n)
-        prefetch(lo, param, grad, s)
+        lo, width = block(k, param, grad, s)
         for j in range(width):
             i = lo + np.uint64(j)
             p = param[i]
@@ -101,8 +100,7 @@ def copy4_prefetch_loop(param, grad, s, t):
     """copy4 in the optimizers' blocks, prefetching ahead as they do (kernels/optim.py)."""
     n = param.shape[0]
     for k in prange(blocks(n)):
-        lo, width = block(k, n)
-        prefetch(lo, param, grad, s, t)
+        lo, width = block(k, param, grad, s, t)
         for j in range(width):
             i = lo + np.uint64(j)
             p = param[i]

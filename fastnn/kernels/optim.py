@@ -114,13 +114,17 @@ def blocks(n):
 
 
 @register_jitable(inline="always")
-def block(k, n):
-    """``(lo, width)`` of block ``k`` of ``n`` elements, as unsigned integers: a loop
-    ``for j in range(width)`` indexing ``a[lo + np.uint64(j)]`` then has no
-    negative-index check (numba wraps signed indices), which keeps LLVM from vectorizing
-    it. (``np.uint64(j)``: in Python, NumPy 1.x makes ``uint64 + int`` a float.)"""
+def block(k, a, b, c=None, d=None, e=None):
+    """``(lo, width)`` of block ``k`` of the arrays (all of ``a``'s length), after asking
+    the CPU for each array's block ``AHEAD`` elements further on (:func:`prefetch`).
+    Unsigned integers: a loop ``for j in range(width)`` indexing ``a[lo + np.uint64(j)]``
+    then has no negative-index check (numba wraps signed indices), which keeps LLVM
+    from vectorizing it. (``np.uint64(j)``: in Python, NumPy 1.x makes ``uint64 + int``
+    a float.)"""
+    n = a.shape[0]
     size = np.uint64(_block_size(n))
     lo = np.uint64(k) * size
+    prefetch(lo, a, b, c, d, e)
     return lo, min(size, np.uint64(n) - lo)
 
 
@@ -257,24 +261,21 @@ def sgd_loop(param, grad, buf, gscale, clip, lr, weight_decay, momentum,
     n = param.shape[0]
     if momentum == 0.0:
         for k in prange(blocks(n)):
-            lo, width = block(k, n)
-            prefetch(lo, param, grad)
+            lo, width = block(k, param, grad)
             for j in range(width):
                 i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
                 param[i] = p - lr * g
     elif first:
         for k in prange(blocks(n)):
-            lo, width = block(k, n)
-            prefetch(lo, param, grad, buf)
+            lo, width = block(k, param, grad, buf)
             for j in range(width):
                 i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
                 _sgd_apply(param, buf, i, p, g, g, lr, momentum, nesterov)
     else:
         for k in prange(blocks(n)):
-            lo, width = block(k, n)
-            prefetch(lo, param, grad, buf)
+            lo, width = block(k, param, grad, buf)
             for j in range(width):
                 i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
@@ -306,8 +307,7 @@ def momentum_loop(param, grad, v, gscale, clip, lr, weight_decay, beta, one_minu
     """V := beta V + (1 - beta) dW; W := W - lr V / bias_correction, with
     ``bias_correction = 1 - beta^t`` (or 1 without correction)."""
     for k in prange(blocks(param.shape[0])):
-        lo, width = block(k, param.shape[0])
-        prefetch(lo, param, grad, v)
+        lo, width = block(k, param, grad, v)
         for j in range(width):
             i = lo + np.uint64(j)
             p, g = _load(param, grad, i, gscale, clip, weight_decay)
@@ -331,8 +331,7 @@ def adagrad_loop(param, grad, state_sum, gscale, clip, clr, weight_decay, eps):
     """G := G + g^2; theta := theta - clr g / (sqrt(G) + eps), with
     ``clr = lr / (1 + (t - 1) lr_decay)``."""
     for k in prange(blocks(param.shape[0])):
-        lo, width = block(k, param.shape[0])
-        prefetch(lo, param, grad, state_sum)
+        lo, width = block(k, param, grad, state_sum)
         for j in range(width):
             i = lo + np.uint64(j)
             p, g = _load(param, grad, i, gscale, clip, weight_decay)
@@ -386,8 +385,7 @@ def rmsprop_loop(param, grad, square_avg, grad_avg, buf, gscale, clip, lr, weigh
     n = param.shape[0]
     if centered and momentum > 0.0:
         for k in prange(blocks(n)):
-            lo, width = block(k, n)
-            prefetch(lo, param, grad, square_avg, grad_avg, buf)
+            lo, width = block(k, param, grad, square_avg, grad_avg, buf)
             for j in range(width):
                 i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
@@ -396,8 +394,7 @@ def rmsprop_loop(param, grad, square_avg, grad_avg, buf, gscale, clip, lr, weigh
                 _rms_momentum(param, buf, i, p, g, np.sqrt(s) + eps, lr, momentum)
     elif centered:
         for k in prange(blocks(n)):
-            lo, width = block(k, n)
-            prefetch(lo, param, grad, square_avg, grad_avg)
+            lo, width = block(k, param, grad, square_avg, grad_avg)
             for j in range(width):
                 i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
@@ -406,8 +403,7 @@ def rmsprop_loop(param, grad, square_avg, grad_avg, buf, gscale, clip, lr, weigh
                 param[i] = p - lr * g / (np.sqrt(s) + eps)
     elif momentum > 0.0:
         for k in prange(blocks(n)):
-            lo, width = block(k, n)
-            prefetch(lo, param, grad, square_avg, buf)
+            lo, width = block(k, param, grad, square_avg, buf)
             for j in range(width):
                 i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
@@ -415,8 +411,7 @@ def rmsprop_loop(param, grad, square_avg, grad_avg, buf, gscale, clip, lr, weigh
                 _rms_momentum(param, buf, i, p, g, np.sqrt(s) + eps, lr, momentum)
     else:
         for k in prange(blocks(n)):
-            lo, width = block(k, n)
-            prefetch(lo, param, grad, square_avg)
+            lo, width = block(k, param, grad, square_avg)
             for j in range(width):
                 i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
@@ -451,8 +446,7 @@ def adadelta_loop(param, grad, square_avg, acc_delta, gscale, clip, lr, weight_d
     """S := rho S + (1 - rho) g^2; dx = sqrt(D + eps) / sqrt(S + eps) g;
     D := rho D + (1 - rho) dx^2; theta := theta - lr dx (eps inside both roots)."""
     for k in prange(blocks(param.shape[0])):
-        lo, width = block(k, param.shape[0])
-        prefetch(lo, param, grad, square_avg, acc_delta)
+        lo, width = block(k, param, grad, square_avg, acc_delta)
         for j in range(width):
             i = lo + np.uint64(j)
             p, g = _load(param, grad, i, gscale, clip, weight_decay)
@@ -493,8 +487,7 @@ def adam_loop(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, gscale, clip, de
     n = param.shape[0]
     if amsgrad:
         for k in prange(blocks(n)):
-            lo, width = block(k, n)
-            prefetch(lo, param, grad, max_exp_avg_sq, exp_avg, exp_avg_sq)
+            lo, width = block(k, param, grad, max_exp_avg_sq, exp_avg, exp_avg_sq)
             for j in range(width):
                 i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
@@ -507,8 +500,7 @@ def adam_loop(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, gscale, clip, de
                 param[i] = p * decay - step_size * m / (np.sqrt(vmax) * inv_bc2_sqrt + eps)
     else:
         for k in prange(blocks(n)):
-            lo, width = block(k, n)
-            prefetch(lo, param, grad, exp_avg, exp_avg_sq)
+            lo, width = block(k, param, grad, exp_avg, exp_avg_sq)
             for j in range(width):
                 i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
@@ -541,8 +533,7 @@ def adamax_loop(param, grad, exp_avg, exp_inf, gscale, clip, weight_decay, one_m
     """m := lerp(m, g, 1 - beta1); u := max(beta2 u, |g| + eps);
     theta := theta - clr m / u, with ``clr = lr / (1 - beta1^t)``."""
     for k in prange(blocks(param.shape[0])):
-        lo, width = block(k, param.shape[0])
-        prefetch(lo, param, grad, exp_avg, exp_inf)
+        lo, width = block(k, param, grad, exp_avg, exp_inf)
         for j in range(width):
             i = lo + np.uint64(j)
             p, g = _load(param, grad, i, gscale, clip, weight_decay)
@@ -576,8 +567,7 @@ def nadam_loop(param, grad, exp_avg, exp_avg_sq, gscale, clip, decay, weight_dec
     with ``c_grad = lr (1 - mu_t) / (1 - prod mu)`` and
     ``c_avg = lr mu_{t+1} / (1 - prod mu mu_{t+1})`` (Dozat's Nesterov momentum)."""
     for k in prange(blocks(param.shape[0])):
-        lo, width = block(k, param.shape[0])
-        prefetch(lo, param, grad, exp_avg, exp_avg_sq)
+        lo, width = block(k, param, grad, exp_avg, exp_avg_sq)
         for j in range(width):
             i = lo + np.uint64(j)
             # decoupled decay (AdamW) and coupled decay (Adam) never both act: wd = 0 or
