@@ -48,6 +48,7 @@ from .optim import (
     clip_coefficient,
     max_exponent_jit,
     penalty_jit,
+    prefetch_line,
     sumsq_jit,
 )
 
@@ -94,6 +95,31 @@ def _state_slices(state, lo, hi):
         3: lambda state, lo, hi: (state[0][lo:hi], state[1][lo:hi], state[2][lo:hi]),
     }
     return impls.get(len(state))
+
+
+#: Rows ahead of the one it copies whose cache lines the batch gather asks for.
+GATHER_AHEAD = 2
+
+
+@register_jitable
+def _gather(X, T, order, xb, tb, base, r0, r1):
+    """``xb[r], tb[r] := X[j], T[j]`` with ``j = order[base + r]``, for rows ``[r0, r1)``.
+
+    A random row of a large ``X`` comes from memory, and the hardware prefetchers follow
+    it only after its first lines: each row's lines are asked for ``GATHER_AHEAD`` rows
+    before it is copied. The copy is a loop over the row's elements (numba's
+    ``xb[r] = X[j]`` is its generic broadcasting assignment). Serial, 60,000 x 784
+    float32 in shuffled batches of 128: 40.8 ms an epoch with the row assignment, 27.7
+    with the loop, 23.2 prefetching (13.8 for the rows in order)."""
+    for r in range(r0, r1):
+        if r + GATHER_AHEAD < r1:
+            row = X[order[base + r + GATHER_AHEAD]]
+            for c in range(0, row.shape[0], 64 // row.itemsize):
+                prefetch_line(row, np.uint64(c))
+        j = order[base + r]
+        for c in range(X.shape[1]):
+            xb[r, c] = X[j, c]
+        tb[r] = T[j]
 
 
 @register_jitable
@@ -178,10 +204,7 @@ def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, As, dZs, dXs, acts, al
     for s in range(order.shape[0] // bs):
         for t in prange(parts):  # rows [r0, r1): gather, forward, loss, dZ and dX
             r0, r1 = _span(bs, t, parts)
-            for r in range(r0, r1):
-                j = order[s * bs + r]
-                xb[r] = X[j]
-                tb[r] = T[j]
+            _gather(X, T, order, xb, tb, s * bs, r0, r1)
             for layer in range(n_layers):
                 dense_forward_jit((xb if layer == 0 else As[layer - 1])[r0:r1], Ws[layer],
                                   Bs[layer], acts[layer], alphas[layer], As[layer][r0:r1])

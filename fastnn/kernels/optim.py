@@ -129,7 +129,7 @@ def block(k, a, b, c=None, d=None, e=None):
 
 
 @intrinsic
-def _prefetch_line(typingctx, a, i):
+def prefetch_line(typingctx, a, i):
     """LLVM's ``prefetch`` of the cache line holding ``a[i]`` (read, all cache levels)."""
     sig = types.void(a, i)
 
@@ -178,7 +178,7 @@ def _ahead_jit(a, start):
         n = np.uint64(a.shape[0])
         if n >= np.uint64(PREFETCH_MIN) and start + np.uint64(BLOCK) <= n:
             for j in range(0, BLOCK, _LINE // a.itemsize):
-                _prefetch_line(a, start + np.uint64(j))
+                prefetch_line(a, start + np.uint64(j))
 
     return impl
 
