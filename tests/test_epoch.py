@@ -227,25 +227,48 @@ def two_threads():
     fn.set_num_threads(previous)
 
 
-@pytest.mark.parametrize("loss,n_out", [("softmax_cross_entropy", 3),
-                                        ("binary_cross_entropy", 2), ("mse", 1)])
-def test_batch_split_over_threads(monkeypatch, two_threads, loss, n_out):
+def _units_first_flags(monkeypatch):
+    """The ``units_first`` flag of every compiled epoch run from now on (its last
+    argument)."""
+    flags = []
+    real = fastnn._epoch.fit_epoch_jit
+
+    def spy(*args, **kwargs):
+        epoch = real(*args, **kwargs)
+        return lambda *a: flags.append(a[-1]) or epoch(*a)
+
+    monkeypatch.setattr(fastnn._epoch, "fit_epoch_jit", spy)
+    return flags
+
+
+@pytest.mark.parametrize("units_first", [False, True])
+@pytest.mark.parametrize("loss,n_out,acts", [("softmax_cross_entropy", 3, ("relu", "tanh")),
+                                             ("binary_cross_entropy", 2, ("relu", "tanh")),
+                                             ("mse", 1, ("relu", "tanh")), ("mse", 1, ())])
+def test_batch_split_over_threads(monkeypatch, two_threads, loss, n_out, acts, units_first):
     """With two threads a batch of 32 runs as two parts of 16 rows side by side, then two
     shares of each layer's output units take dW and db over all 32 rows (one output
-    unit: one share is empty). The products' blocking and the parts' mean loss may round
-    differently, so training matches the one-thread run to rounding, and itself to the
-    bit."""
+    unit: one share is empty). With ``units_first`` (first-layer weights of at least
+    ``UNITS_FIRST_BYTES``, here lowered to 0) the first layer's forward pass runs by
+    those shares too (a lone layer with one unit: one share is empty). The products'
+    blocking and the parts' mean loss may round differently, so training matches the
+    one-thread run to rounding, and itself to the bit."""
     seen = []
     real = fastnn._epoch._parts
     monkeypatch.setattr(fastnn._epoch, "_parts", lambda bs: seen.append(real(bs)) or seen[-1])
-    kwargs = dict(loss=loss, n_out=n_out, dtype=np.float64, optimizer=("adam", {"lr": 0.01}),
-                  bs=32, n=203, l2=1e-2)
+    if units_first:
+        monkeypatch.setattr(fastnn._epoch, "UNITS_FIRST_BYTES", 0)
+    flags = _units_first_flags(monkeypatch)
+    kwargs = dict(loss=loss, n_out=n_out, acts=acts, dtype=np.float64,
+                  optimizer=("adam", {"lr": 0.01}), bs=32, n=203, l2=1e-2)
     split = _train(**kwargs)
     assert seen and set(seen) == {2}
+    assert flags and set(flags) == {units_first}
     _assert_same(_train(**kwargs), split)  # deterministic
     fn.set_num_threads(1)
     one = _train(**kwargs)
     assert set(seen) == {2, 1}
+    assert flags[-1] is False  # one part: never by units
     np.testing.assert_allclose(split["weights"], one["weights"], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(split["history"]["loss"], one["history"]["loss"], rtol=1e-12)
     if "accuracy" in one["history"]:
