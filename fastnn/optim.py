@@ -819,7 +819,7 @@ class NAdam(Adam):
     def _scalars(self, lr):
         beta1, beta2 = self.betas
         t = float(self.step_count + 1)
-        bias_correction2 = 1 - beta2 ** t
+        inv_bc2_sqrt = 1 / (1 - beta2 ** t) ** 0.5
         mu = beta1 * (1.0 - 0.5 * (0.96 ** (t * self.momentum_decay)))
         mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((t + 1) * self.momentum_decay)))
         # _scalars runs once per applied step, right before the kernel
@@ -828,7 +828,7 @@ class NAdam(Adam):
         c_grad = lr * (1.0 - mu) / (1.0 - self.mu_product)
         c_avg = (lr * mu_next) / (1.0 - mu_product_next)
         decay, wd = self._decay(lr)
-        return (decay, wd, 1 - beta1, 1 - (1 - beta1), beta2, 1 - beta2, bias_correction2,
+        return (decay, wd, 1 - beta1, 1 - (1 - beta1), beta2, 1 - beta2, inv_bc2_sqrt,
                 self.eps, c_grad, c_avg)
 
 

@@ -444,7 +444,10 @@ def rmsprop_vec(param, grad, square_avg, grad_avg, buf, gscale, clip, lr, weight
 def adadelta_loop(param, grad, square_avg, acc_delta, gscale, clip, lr, weight_decay,
                   rho, one_minus_rho, eps):
     """S := rho S + (1 - rho) g^2; dx = sqrt(D + eps) / sqrt(S + eps) g;
-    D := rho D + (1 - rho) dx^2; theta := theta - lr dx (eps inside both roots)."""
+    D := rho D + (1 - rho) dx^2; theta := theta - lr dx (eps inside both roots).
+    The two roots are taken as one, ``sqrt((D + eps) / (S + eps))``: one square root
+    less an element (the divider bounded the step: 1.15-1.24x the plain copy at 10M
+    float32), a few ulp from PyTorch's two."""
     for k in prange(blocks(param.shape[0])):
         lo, width = block(k, param, grad, square_avg, acc_delta)
         for j in range(width):
@@ -453,7 +456,7 @@ def adadelta_loop(param, grad, square_avg, acc_delta, gscale, clip, lr, weight_d
             s = square_avg[i] * rho + one_minus_rho * g * g
             square_avg[i] = s
             a = acc_delta[i]
-            delta = np.sqrt(a + eps) / np.sqrt(s + eps) * g
+            delta = np.sqrt((a + eps) / (s + eps)) * g
             acc_delta[i] = a * rho + one_minus_rho * delta * delta
             param[i] = p - lr * delta
 
@@ -465,7 +468,7 @@ def adadelta_vec(param, grad, square_avg, acc_delta, gscale, clip, lr, weight_de
     g = _grad_vec(param, grad, gscale, clip, weight_decay)
     square_avg *= rho
     square_avg += one_minus_rho * g * g
-    delta = np.sqrt(acc_delta + eps) / np.sqrt(square_avg + eps) * g
+    delta = np.sqrt((acc_delta + eps) / (square_avg + eps)) * g
     acc_delta *= rho
     acc_delta += one_minus_rho * delta * delta
     param -= lr * delta
@@ -560,12 +563,16 @@ def adamax_vec(param, grad, exp_avg, exp_inf, gscale, clip, weight_decay, one_mi
 
 # ------------------------------------------------------------------------ NAdam
 def nadam_loop(param, grad, exp_avg, exp_avg_sq, gscale, clip, decay, weight_decay,
-               one_minus_beta1, beta1, beta2, one_minus_beta2, bias_correction2, eps, c_grad,
+               one_minus_beta1, beta1, beta2, one_minus_beta2, inv_bc2_sqrt, eps, c_grad,
                c_avg):
     """m := lerp(m, g, 1 - beta1); v := beta2 v + (1 - beta2) g^2;
-    d = sqrt(v / (1 - beta2^t)) + eps; theta := theta - c_grad g / d - c_avg m / d
+    d = sqrt(v / (1 - beta2^t)) + eps; theta := theta - (c_grad g + c_avg m) / d
     with ``c_grad = lr (1 - mu_t) / (1 - prod mu)`` and
-    ``c_avg = lr mu_{t+1} / (1 - prod mu mu_{t+1})`` (Dozat's Nesterov momentum)."""
+    ``c_avg = lr mu_{t+1} / (1 - prod mu mu_{t+1})`` (Dozat's Nesterov momentum).
+    As in Adam, ``inv_bc2_sqrt = 1 / sqrt(1 - beta2^t)`` multiplies the root, and the two
+    terms share one division (PyTorch divides three times: ``v / bc2``, then ``g / d``
+    and ``m / d`` in two ``addcdiv``; the divider bounded the step, 1.36-1.48x the plain
+    copy at 10M float32), a few ulp from PyTorch."""
     for k in prange(blocks(param.shape[0])):
         lo, width = block(k, param, grad, exp_avg, exp_avg_sq)
         for j in range(width):
@@ -576,24 +583,22 @@ def nadam_loop(param, grad, exp_avg, exp_avg_sq, gscale, clip, decay, weight_dec
             p = p * decay
             m, v = _moments(exp_avg, exp_avg_sq, i, g, one_minus_beta1, beta1, beta2,
                             one_minus_beta2)
-            d = np.sqrt(v / bias_correction2) + eps
-            p = p - c_grad * g / d
-            param[i] = p - c_avg * m / d
+            d = np.sqrt(v) * inv_bc2_sqrt + eps
+            param[i] = p - (c_grad * g + c_avg * m) / d
 
 
 def nadam_vec(param, grad, exp_avg, exp_avg_sq, gscale, clip, decay, weight_decay,
-              one_minus_beta1, beta1, beta2, one_minus_beta2, bias_correction2, eps, c_grad,
+              one_minus_beta1, beta1, beta2, one_minus_beta2, inv_bc2_sqrt, eps, c_grad,
               c_avg):
     """m := lerp(m, g, 1 - beta1); v := beta2 v + (1 - beta2) g^2;
-    d = sqrt(v / (1 - beta2^t)) + eps; theta := theta - c_grad g / d - c_avg m / d."""
+    d = sqrt(v / (1 - beta2^t)) + eps; theta := theta - (c_grad g + c_avg m) / d."""
     param *= decay
     g = _grad_vec(param, grad, gscale, clip, weight_decay)
     _lerp_vec(exp_avg, g, one_minus_beta1, beta1)
     exp_avg_sq *= beta2
     exp_avg_sq += one_minus_beta2 * g * g
-    d = np.sqrt(exp_avg_sq / bias_correction2) + eps
-    param -= c_grad * g / d
-    param -= c_avg * exp_avg / d
+    d = np.sqrt(exp_avg_sq) * inv_bc2_sqrt + eps
+    param -= (c_grad * g + c_avg * exp_avg) / d
 
 
 # -------------------------------------------------------- gradient norm, penalty
