@@ -57,14 +57,22 @@ def dense_forward_vec(x, w, b, act, alpha, out):
     ACTIVATIONS[_NAMES[act]]["vec"](out, alpha, out)
 
 
+@register_jitable
+def dense_forward_into(x, w, b, act, alpha, z, out):
+    """Z = X W^T + b in ``z`` (contiguous: BLAS writes it), A = g(Z) in ``out`` (``z``
+    itself, or any view of the same shape: fit's split epoch writes a share of a layer's
+    output units into its columns)."""
+    np.dot(x, w.T, z)
+    for i in range(z.shape[0]):
+        for o in range(z.shape[1]):
+            z[i, o] += b[o]
+    activation_forward_loop(act, z, alpha, out)
+
+
 @njit(**JIT)
 def dense_forward_jit(x, w, b, act, alpha, out):
     """A = g(X W^T + b): BLAS product, then bias and activation in one pass each."""
-    np.dot(x, w.T, out)
-    for i in range(out.shape[0]):
-        for o in range(out.shape[1]):
-            out[i, o] += b[o]
-    activation_forward_loop(act, out, alpha, out)
+    dense_forward_into(x, w, b, act, alpha, out, out)
 
 
 def dense_backward_loop(x, w, a, da, act, alpha, dz, dw, db, dx):

@@ -45,7 +45,12 @@ from numba.extending import overload, register_jitable
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from .._config import jit_bound
-from .dense import dense_backward_rows, dense_forward_jit, dense_weight_grads
+from .dense import (
+    dense_backward_rows,
+    dense_forward_into,
+    dense_forward_jit,
+    dense_weight_grads,
+)
 from .losses import COUNT_KERNELS, LOSS_KERNELS
 from .optim import (
     F32_EXPONENT,
@@ -136,17 +141,14 @@ def _span(n, t, parts):
 @register_jitable
 def _forward_share(x, w, b, act, alpha, out, t, parts, scratch):
     """A[:, lo:hi] = g(X W[lo:hi]^T + b[lo:hi]) for output units ``[lo, hi)``, share ``t``
-    of ``parts``, over all the batch's rows: computed contiguous in ``scratch`` (BLAS
-    writes whole rows), then copied to its columns of ``out``."""
+    of ``parts``, over all the batch's rows: Z contiguous in ``scratch`` (BLAS writes
+    whole rows), its activation into the share's columns of ``out``."""
     lo, hi = _span(w.shape[0], t, parts)
     if lo == hi:
         return
     m = x.shape[0]
     z = scratch[:m * (hi - lo)].reshape((m, hi - lo))
-    dense_forward_jit(x, w[lo:hi], b[lo:hi], act, alpha, z)
-    for i in range(m):
-        for o in range(hi - lo):
-            out[i, lo + o] = z[i, o]
+    dense_forward_into(x, w[lo:hi], b[lo:hi], act, alpha, z, out[:, lo:hi])
 
 
 @register_jitable
