@@ -31,10 +31,9 @@ NaN while it is in cache; then the snapshot and the update run on ``n`` shares o
 flat buffer. A first layer of large weights (``units_first``) runs its forward pass by
 shares of its output units too, after the rows are gathered: each thread then reads
 the weights it has just updated itself, still in its core's cache, where a part of
-rows reads them all, half from the other core (784-256-128-10, batch 128, two threads:
-an epoch 6 to 10 % faster; 40-100-100-10 6 % slower, its weights too few to pay for the
-extra parallel region). The same to rounding as the serial run (for two parts only the
-products' own blocking may round differently).
+rows reads them all, half from the other core (``_epoch.UNITS_FIRST_BYTES`` says from
+what size that pays for the extra parallel region). The same to rounding as the serial
+run (for two parts only the products' own blocking may round differently).
 """
 
 import math
@@ -124,6 +123,9 @@ def _gather(X, T, order, xb, tb, base, r0, r1):
     for r in range(r0, r1):
         if r + GATHER_AHEAD < r1:
             row = X[order[base + r + GATHER_AHEAD]]
+            # a 64-byte line at a time, as optim's ``_ahead`` does over its constant BLOCK
+            # (one helper for both, with a variable count, kept LLVM from unrolling that
+            # loop: Adam at 10M went from 0.99x to 1.39x its copy)
             for c in range(0, row.shape[0], 64 // row.itemsize):
                 prefetch_line(row, np.uint64(c))
         j = order[base + r]
@@ -191,11 +193,11 @@ def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, As, dZs, dXs, acts, al
     parallel compilation): each part's forward pass, loss, ``dZ`` and ``dX`` are its
     rows' own (``units_first``: the first layer's forward pass by shares of its output
     units, over all the rows, after the gather). Then each of ``parts`` shares of every
-    layer's output units gets its
-    ``dW``, ``db`` from all the rows (and checks them, see below); then the snapshot
-    and the update run over ``parts`` shares of the flat buffer. With one part this
-    gives exactly the Python loop's bits. ``Ws``, ``Bs``, ``dWs``, ``dBs`` are the
-    layers' parameters and gradients, ``As``, ``dZs``, ``dXs`` their workspaces
+    layer's output units gets its ``dW``, ``db`` from all the rows (and checks them,
+    see below); then the snapshot and the update run over ``parts`` shares of the flat
+    buffer. With one part this gives exactly the Python loop's bits. ``Ws``, ``Bs``,
+    ``dWs``, ``dBs`` are the layers' parameters and gradients, ``As``, ``dZs``, ``dXs``
+    their workspaces
     (``dXs[0]`` has no rows: the first layer's input gradient is not needed),
     ``acts``/``alphas`` their activation codes and slopes; ``douts`` the loss gradient,
     ``values``/``counts`` each part's loss and correct count (``classify``: count);
@@ -233,7 +235,8 @@ def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, As, dZs, dXs, acts, al
                 r0, r1 = _span(bs, t, parts)
                 _gather(X, T, order, xb, tb, s * bs, r0, r1)
             for t in prange(parts):
-                _forward_share(xb, Ws[0], Bs[0], acts[0], alphas[0], As[0], t, parts, dzt[t])
+                _forward_share(xb, Ws[0], Bs[0], acts[0], alphas[0], As[0], t, parts,
+                               dzt[t])
         for t in prange(parts):  # rows [r0, r1): gather, forward, loss, dZ and dX
             r0, r1 = _span(bs, t, parts)
             if not units_first:
