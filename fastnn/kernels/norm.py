@@ -126,6 +126,12 @@ def _groups(m):
 
 
 @register_jitable
+def _group_rows(g, m):
+    """Rows ``[i0, i1)`` of group ``g`` of a batch of ``m``."""
+    return g * ROWS, min(g * ROWS + ROWS, m)
+
+
+@register_jitable
 def coef_rows_forward(m):
     """Rows of the batch-norm forward's ``coef`` scratch for a batch of ``m``: two
     per-feature constants, then each group's column sums."""
@@ -189,7 +195,7 @@ def batchnorm_forward_train_loop(x, gamma, beta, momentum, eps, running_mean, ru
                          "and n columns")
     ct, kt, parts = coef[0], coef[1], coef[2:2 + groups]
     for g in prange(groups):  # each group of ROWS rows: its column sums
-        _column_sums(x, g * ROWS, min(g * ROWS + ROWS, m), kt, False, parts[g])
+        _column_sums(x, *_group_rows(g, m), kt, False, parts[g])
     _add_groups(parts, mean)
     for j in range(n):
         if _overflowed(mean[j]):
@@ -199,7 +205,7 @@ def batchnorm_forward_train_loop(x, gamma, beta, momentum, eps, running_mean, ru
         mean[j] = mean[j] / m
         ct[j] = mean[j]
     for g in prange(groups):  # second pass: squared deviations from the mean
-        _column_sums(x, g * ROWS, min(g * ROWS + ROWS, m), ct, True, parts[g])
+        _column_sums(x, *_group_rows(g, m), ct, True, parts[g])
     _add_groups(parts, invstd)  # the sum of squared deviations for now
     for j in range(n):
         if _overflowed(invstd[j]):
@@ -217,7 +223,7 @@ def batchnorm_forward_train_loop(x, gamma, beta, momentum, eps, running_mean, ru
         invstd[j] = 1.0 / math.sqrt(ssd / m + eps)
         kt[j] = np.float64(gamma[j]) * invstd[j]
     for g in prange(groups):
-        for i in range(g * ROWS, min(g * ROWS + ROWS, m)):
+        for i in range(*_group_rows(g, m)):
             xr, orow = x[i], out[i]
             for j in range(n):
                 orow[j] = (xr[j] - ct[j]) * kt[j] + beta[j]
@@ -280,7 +286,7 @@ def batchnorm_backward_loop(x, dy, gamma, mean, invstd, batch_stats, acc_dy, acc
     for j in range(n):
         ct[j] = mean[j]
     for g in prange(groups):  # each group of ROWS rows: sum dZ~ and dZ~ (Z - mu)
-        _column_dots(x, dy, g * ROWS, min(g * ROWS + ROWS, m), ct, sdy[g], sdyx[g])
+        _column_dots(x, dy, *_group_rows(g, m), ct, sdy[g], sdyx[g])
     _add_groups(sdy, acc_dy)
     _add_groups(sdyx, acc_dyx)  # sum_i dZ~ (Z - mu) for now
     for j in range(n):
@@ -307,7 +313,7 @@ def batchnorm_backward_loop(x, dy, gamma, mean, invstd, batch_stats, acc_dy, acc
             rt[j] = 0.0
     if dx.shape[0] > 0:
         for g in prange(groups):
-            for i in range(g * ROWS, min(g * ROWS + ROWS, m)):
+            for i in range(*_group_rows(g, m)):
                 xr, dr, dxr = x[i], dy[i], dx[i]
                 for j in range(n):
                     dxr[j] = ((dr[j] - rt[j]) - (xr[j] - ct[j]) * qt[j]) * pt[j]
