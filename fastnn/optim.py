@@ -28,11 +28,13 @@ Clipping by norm always pays for that pass, since it needs the norm.
 The check is a pass of its own, before the update: the update cannot do it on the
 way, since a NaN in the last element must leave the first untouched, and undoing
 written elements would mean keeping a copy of the parameters and the state. The pass
-reads only the gradient (one stream where Adam's update moves seven): for float32
-gradients without ``clip_norm`` it is an integer max over the exponent bits, which
-vectorizes (0.6 ms for 10M on two threads, the update 4.5 ms); otherwise the float64
-sum of squares (2 ms). A 10M Adam step thus costs about 1.2x the copy of its arrays
-with the check and 1.0x with ``on_nonfinite='apply'``.
+reads only the gradient (one stream where Adam's update moves seven), prefetching
+ahead as the updates do: for float32 gradients without ``clip_norm`` an integer max
+over the exponent bits, otherwise the float64 sum of squares in eight vector lanes
+(10M float32 on two threads, each right after an update: 0.76 and 0.9 ms, the Adam
+update 3.8-4.2 ms). A 10M Adam step thus takes 1.2-1.3x the time of the update alone
+with the check or with ``clip_norm``, and about the copy of its arrays with
+``on_nonfinite='apply'`` (``benchmarks/test_bench_perf_optim.py``).
 
 Threads: a step over at least ``fastnn._config.OPTIM_PARALLEL_MIN`` elements splits
 over numba's threads once ``fastnn._config.set_num_threads(n)`` (or

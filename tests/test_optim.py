@@ -369,6 +369,35 @@ def test_clip_functions_like_torch():
         assert SUMSQ_KERNELS[form](np.array([3.0, 4.0], np.float32)) == 25.0
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gradient_checks_agree_over_blocks_and_lanes(dtype):
+    """The squared norm's vector lanes give the Python loop's bits, for lengths around
+    its lanes of 8, blocks of 128 and (1M + a few: the prefetching blocks) and for a
+    strided array; the exponent check finds a lone inf or NaN anywhere."""
+    from fastnn.kernels.optim import PARALLEL_KERNELS, PREFETCH_MIN
+
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 7, 8, 9, 127, 128, 135, 4099, 70_001, PREFETCH_MIN + 13):
+        g = rng.standard_normal(n).astype(dtype)
+        small = n < 10_000  # the loop run by Python: seconds for a million
+        for form in (SUMSQ_KERNELS["jit"], PARALLEL_KERNELS["sumsq"]):
+            got = form(g)
+            assert got == pytest.approx(float(np.sum(g.astype(np.float64) ** 2)), rel=1e-12)
+            if small:
+                assert got == SUMSQ_KERNELS["loop"](g)
+                assert form(g[::3]) == SUMSQ_KERNELS["loop"](g[::3])
+    g = rng.standard_normal(PREFETCH_MIN + 13).astype(dtype)
+    assert SUMSQ_KERNELS["jit"](g) == PARALLEL_KERNELS["sumsq"](g)
+    if dtype == np.float32:
+        for where in (0, 127, PREFETCH_MIN // 2, PREFETCH_MIN + 12):
+            for bad in (np.nan, np.inf):
+                h = g.copy()
+                h[where] = bad
+                for form in (MAX_EXPONENT_KERNELS["jit"], PARALLEL_KERNELS["max_exponent"]):
+                    assert form(h.view(np.uint32), F32_EXPONENT) == F32_EXPONENT
+                    assert form(g.view(np.uint32), F32_EXPONENT) < F32_EXPONENT
+
+
 # ------------------------------------------------------------- non-finite gradients
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("form", FORMS)
