@@ -79,7 +79,8 @@ def _compiled(model, loss, optimizer, target):
         return None
     kernels = loss.epoch_kernels(target)
     chunks = optimizer._chunks(model._buffer.grads)
-    if kernels is None or len(chunks) != 1 or len(model._last_good.saved) != 1:
+    if (kernels is None or len(chunks) != 1 or len(model._last_good.saved) != 1
+            or model._last_good.saved[0].shape != chunks[0][0].shape):
         return None
     if optimizer._pick(optimizer._kernel, optimizer._kernel_parallel, chunks[0][0].size) \
             is not optimizer._kernel:
@@ -103,6 +104,13 @@ def threads_for_epoch(model, loss, optimizer, target, bs, n):
     return stack
 
 
+def _same_place(other, base, view):
+    """The view of ``other`` (shaped as ``base``) at the place ``view`` has in ``base``."""
+    start = (view.__array_interface__["data"][0]
+             - base.__array_interface__["data"][0]) // view.itemsize
+    return other[start:start + view.size].reshape(view.shape)
+
+
 def run_full_batches(model, X, target, loss, optimizer, bs, order, penalty):
     """Train on the ``len(order) // bs`` full batches of ``order`` in one compiled call.
 
@@ -114,6 +122,7 @@ def run_full_batches(model, X, target, loss, optimizer, bs, order, penalty):
     if compiled is None:
         return None
     kernels, (param, grad, state) = compiled
+    saved = model._last_good.saved[0]  # the epoch's second parameter buffer
     layers = model.layers
     dtype = model.dtype
     parts = _parts(bs)
@@ -147,7 +156,9 @@ def run_full_batches(model, X, target, loss, optimizer, bs, order, penalty):
         douts, values, counts, loss.is_classifier, starts, stops, l1, l2,
         param, grad, gbits, state, rows, (0,) * rows.shape[1],
         _CHECKS[optimizer._gradient_check()], optimizer.on_nonfinite != "apply",
-        optimizer.clip_norm or 0.0, model._last_good.saved[0], dzt,
+        optimizer.clip_norm or 0.0, saved,
+        tuple([_same_place(saved, param, layer.W) for layer in layers]),
+        tuple([_same_place(saved, param, layer.b) for layer in layers]), dzt,
         parts > 1 and layers[0].W.nbytes >= UNITS_FIRST_BYTES)
     if saved_at >= 0:
         model._last_good.step = model.step + saved_at

@@ -145,6 +145,31 @@ def test_diverging_loss_stops_at_the_same_step(monkeypatch):
     assert np.isfinite(out["weights"]).all()
 
 
+@pytest.mark.parametrize("n", [16 * 7, 16 * 7 + 5, 16 * 8, 16 * 8 + 5])
+def test_odd_and_even_step_counts_same_bits(monkeypatch, n):
+    """The compiled epoch alternates two parameter buffers, step by step: epochs of an
+    odd or even number of full batches, with or without a last partial one (run by
+    the Python loop), leave the Python loop's weights, state and snapshot."""
+    out = _compare(monkeypatch, optimizer=("adam", {"lr": 0.01}), n=n, bs=16, epochs=3)
+    assert out["scalars"][0] == 3 * -(-n // 16)
+
+
+@pytest.mark.parametrize("bad,batch", [(21, 1), (15, 2), (24, 3), (33, 4)])
+def test_infinite_loss_at_odd_and_even_steps_same_bits(monkeypatch, bad, batch):
+    """Sample ``bad`` (an infinite squared error) sits in batch ``batch`` of this
+    shuffle: the epoch stops there with the weights before the last update, whichever
+    of the two buffers held them."""
+    X = np.random.default_rng(1).standard_normal((40, 6))
+    y = np.random.default_rng(2).standard_normal((40, 1))
+    y[bad] = 1e300
+    out = _compare(monkeypatch, optimizer=("adam", {"lr": 1e-2}), loss="mse",
+                   acts=("relu",), n_out=1, bs=4, X=X, y=y, dtype=np.float64)
+    assert f"batch {batch}: the loss became inf" in out["stopped"]
+    # model.step and the snapshot's: the last step whose loss was finite (0 if none)
+    assert out["scalars"][2:4] == (max(batch - 2, 0),) * 2
+    np.testing.assert_array_equal(out["snapshot"][0], out["weights"])
+
+
 @pytest.mark.parametrize("on_nonfinite", ["skip", "raise"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gradient_overflow_with_a_finite_loss(monkeypatch, on_nonfinite, dtype):

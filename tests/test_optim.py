@@ -127,6 +127,35 @@ def test_parallel_kernels_give_the_loops_bits(optimizer, kwargs, monkeypatch):
 ELEMENTWISE = [(o, k) for o, k in SETTINGS if "clip_norm" not in k]  # no global norm
 
 
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("optimizer,kwargs", SETTINGS,
+                         ids=[f"{o}-{i}" for i, (o, _) in enumerate(SETTINGS)])
+def test_out_takes_the_update_and_param_keeps_the_old(optimizer, kwargs, form):
+    """A kernel given ``out`` writes there the bits it writes into ``param`` in place,
+    updates the state alike and leaves ``param`` as it was (fit's compiled epoch
+    alternates two parameter buffers this way, checked against the Python loop for
+    every optimizer in both dtypes in tests/test_epoch.py)."""
+    dtype = np.float32
+    rng = np.random.default_rng(7)
+    p = rng.standard_normal(300).astype(dtype)
+    g = rng.standard_normal(300).astype(dtype)
+    opt = getattr(fn.optim, optimizer)([p], backend=form, **kwargs)
+    opt.step([g])  # a state that is not all zeros
+    _, _, state = opt._chunks([g])[0]
+    scalars = [dtype(x) if isinstance(x, float) else x
+               for x in (*opt._sign_and_clip(), *opt._scalars(opt.current_lr()))]
+    kernel = OPTIMIZER_KERNELS[opt.kernel][form]
+    in_place, in_place_state = p.copy(), [a.copy() for a in state]
+    kernel(in_place, g, *in_place_state, *scalars)
+    before, out, out_state = p.copy(), np.full_like(p, np.nan), [a.copy() for a in state]
+    kernel(p, g, *out_state, *scalars, out=out)
+    assert not np.array_equal(in_place, before)
+    np.testing.assert_array_equal(out, in_place)
+    np.testing.assert_array_equal(p, before)
+    for got, want in zip(out_state, in_place_state):
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("optimizer,kwargs", ELEMENTWISE,
                          ids=[f"{o}-{i}" for i, (o, _) in enumerate(ELEMENTWISE)])

@@ -6,15 +6,18 @@ updating them in place. Every scalar (learning rate, bias corrections, ...) is
 computed once per step in Python (:mod:`fastnn.optim`) and passed in. Signatures
 are uniform::
 
-    <name>_<form>(param, grad, *state, gscale, clip, *scalars)
+    <name>_<form>(param, grad, *state, gscale, clip, *scalars, out=None)
 
 where the gradient each kernel uses is ``g = clamp(gscale * grad, -clip, clip)``:
 ``gscale`` folds together the global-norm clipping coefficient and the sign flip
 of ``maximize`` (``-(c g) == (-c) g`` exactly), and ``clip`` is the value-clipping
-bound (``inf`` when off). Weight decay, the update and the state follow PyTorch's
-``torch.optim`` single-tensor path, operation by operation, so that float64 runs
-match it to rounding (PyTorch's CPU kernels contract some products into FMAs, so
-agreement is to about 1e-15 relative per step, not to the bit).
+bound (``inf`` when off). The new parameters go to ``out`` if given (an array like
+``param``, which then keeps the old ones: fit's compiled epoch alternates two buffers
+this way instead of copying a snapshot before each step), else to ``param``. Weight
+decay, the update and the state follow PyTorch's ``torch.optim`` single-tensor path,
+operation by operation, so that float64 runs match it to rounding (PyTorch's CPU
+kernels contract some products into FMAs, so agreement is to about 1e-15 relative per
+step, not to the bit).
 
 Arithmetic is in the arrays' dtype, as PyTorch's CPU kernels do: the caller passes
 every float scalar already converted to that dtype (``np.float32`` for float32
@@ -183,6 +186,27 @@ def _ahead_jit(a, start):
     return impl
 
 
+def _out(param, out):
+    """Where a loop form writes the new parameters: ``out``, or ``param`` itself (in
+    place) when it is None."""
+    return param if out is None else out
+
+
+@overload(_out)
+def _out_jit(param, out):
+    if out is None or isinstance(out, (types.NoneType, types.Omitted)):
+        return lambda param, out: param
+    return lambda param, out: out
+
+
+def _into_vec(param, out):
+    """Where a vec form updates in place: ``param``, or ``out`` holding a copy of it."""
+    if out is None:
+        return param
+    out[...] = param
+    return out
+
+
 @register_jitable(inline="always")
 def _load(param, grad, i, gscale, clip, weight_decay):
     """(theta_i, g_i) with g = clamp(gscale grad_i, -clip, clip) and PyTorch's coupled
@@ -241,10 +265,10 @@ def _lerp_vec(a, b, w, one_minus_w):
 
 # -------------------------------------------------------------------------- SGD
 @register_jitable(inline="always")
-def _sgd_apply(param, buf, i, p, g, b, lr, momentum, nesterov):
+def _sgd_apply(out, buf, i, p, g, b, lr, momentum, nesterov):
     """Store v = b; theta := theta - lr (g + mu v if nesterov else v)."""
     buf[i] = b
-    param[i] = p - lr * _sgd_direction(g, b, momentum, nesterov)
+    out[i] = p - lr * _sgd_direction(g, b, momentum, nesterov)
 
 
 @register_jitable(inline="always")
@@ -255,9 +279,10 @@ def _sgd_direction(g, b, momentum, nesterov):
 
 
 def sgd_loop(param, grad, buf, gscale, clip, lr, weight_decay, momentum,
-             one_minus_dampening, nesterov, first):
+             one_minus_dampening, nesterov, first, out=None):
     """g += wd theta; v := mu v + (1 - dampening) g (v := g on the first step);
     theta := theta - lr (g + mu v if nesterov else v). ``buf`` is unused when mu = 0."""
+    out = _out(param, out)
     n = param.shape[0]
     if momentum == 0.0:
         for k in prange(blocks(n)):
@@ -265,14 +290,14 @@ def sgd_loop(param, grad, buf, gscale, clip, lr, weight_decay, momentum,
             for j in range(width):
                 i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
-                param[i] = p - lr * g
+                out[i] = p - lr * g
     elif first:
         for k in prange(blocks(n)):
             lo, width = block(k, param, grad, buf)
             for j in range(width):
                 i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
-                _sgd_apply(param, buf, i, p, g, g, lr, momentum, nesterov)
+                _sgd_apply(out, buf, i, p, g, g, lr, momentum, nesterov)
     else:
         for k in prange(blocks(n)):
             lo, width = block(k, param, grad, buf)
@@ -280,13 +305,14 @@ def sgd_loop(param, grad, buf, gscale, clip, lr, weight_decay, momentum,
                 i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
                 b = buf[i] * momentum + one_minus_dampening * g
-                _sgd_apply(param, buf, i, p, g, b, lr, momentum, nesterov)
+                _sgd_apply(out, buf, i, p, g, b, lr, momentum, nesterov)
 
 
 def sgd_vec(param, grad, buf, gscale, clip, lr, weight_decay, momentum,
-            one_minus_dampening, nesterov, first):
+            one_minus_dampening, nesterov, first, out=None):
     """g += wd theta; v := mu v + (1 - dampening) g (v := g on the first step);
     theta := theta - lr (g + mu v if nesterov else v). ``buf`` is unused when mu = 0."""
+    param = _into_vec(param, out)
     g = _grad_vec(param, grad, gscale, clip, weight_decay)
     if momentum != 0.0:
         if first:
@@ -303,9 +329,10 @@ def sgd_vec(param, grad, buf, gscale, clip, lr, weight_decay, momentum,
 
 # --------------------------------------------- momentum, the lecture's EWA form
 def momentum_loop(param, grad, v, gscale, clip, lr, weight_decay, beta, one_minus_beta,
-                  bias_correction):
+                  bias_correction, out=None):
     """V := beta V + (1 - beta) dW; W := W - lr V / bias_correction, with
     ``bias_correction = 1 - beta^t`` (or 1 without correction)."""
+    out = _out(param, out)
     for k in prange(blocks(param.shape[0])):
         lo, width = block(k, param, grad, v)
         for j in range(width):
@@ -313,13 +340,14 @@ def momentum_loop(param, grad, v, gscale, clip, lr, weight_decay, beta, one_minu
             p, g = _load(param, grad, i, gscale, clip, weight_decay)
             m = beta * v[i] + one_minus_beta * g
             v[i] = m
-            param[i] = p - lr * (m / bias_correction)
+            out[i] = p - lr * (m / bias_correction)
 
 
 def momentum_vec(param, grad, v, gscale, clip, lr, weight_decay, beta, one_minus_beta,
-                 bias_correction):
+                 bias_correction, out=None):
     """V := beta V + (1 - beta) dW; W := W - lr V / bias_correction, with
     ``bias_correction = 1 - beta^t`` (or 1 without correction)."""
+    param = _into_vec(param, out)
     g = _grad_vec(param, grad, gscale, clip, weight_decay)
     v *= beta
     v += one_minus_beta * g
@@ -327,9 +355,10 @@ def momentum_vec(param, grad, v, gscale, clip, lr, weight_decay, beta, one_minus
 
 
 # ---------------------------------------------------------------------- Adagrad
-def adagrad_loop(param, grad, state_sum, gscale, clip, clr, weight_decay, eps):
+def adagrad_loop(param, grad, state_sum, gscale, clip, clr, weight_decay, eps, out=None):
     """G := G + g^2; theta := theta - clr g / (sqrt(G) + eps), with
     ``clr = lr / (1 + (t - 1) lr_decay)``."""
+    out = _out(param, out)
     for k in prange(blocks(param.shape[0])):
         lo, width = block(k, param, grad, state_sum)
         for j in range(width):
@@ -337,12 +366,13 @@ def adagrad_loop(param, grad, state_sum, gscale, clip, clr, weight_decay, eps):
             p, g = _load(param, grad, i, gscale, clip, weight_decay)
             s = state_sum[i] + g * g
             state_sum[i] = s
-            param[i] = p - clr * g / (np.sqrt(s) + eps)
+            out[i] = p - clr * g / (np.sqrt(s) + eps)
 
 
-def adagrad_vec(param, grad, state_sum, gscale, clip, clr, weight_decay, eps):
+def adagrad_vec(param, grad, state_sum, gscale, clip, clr, weight_decay, eps, out=None):
     """G := G + g^2; theta := theta - clr g / (sqrt(G) + eps), with
     ``clr = lr / (1 + (t - 1) lr_decay)``."""
+    param = _into_vec(param, out)
     g = _grad_vec(param, grad, gscale, clip, weight_decay)
     state_sum += g * g
     param -= clr * g / (np.sqrt(state_sum) + eps)
@@ -367,21 +397,22 @@ def _rms_center(grad_avg, i, g, s, one_minus_alpha, alpha_lerp, eps):
 
 
 @register_jitable(inline="always")
-def _rms_momentum(param, buf, i, p, g, d, lr, momentum):
+def _rms_momentum(out, buf, i, p, g, d, lr, momentum):
     """B := mu B + g / d; theta := theta - lr B."""
     b = buf[i] * momentum + g / d
     buf[i] = b
-    param[i] = p - lr * b
+    out[i] = p - lr * b
 
 
 def rmsprop_loop(param, grad, square_avg, grad_avg, buf, gscale, clip, lr, weight_decay,
-                 alpha, one_minus_alpha, alpha_lerp, eps, momentum, centered):
+                 alpha, one_minus_alpha, alpha_lerp, eps, momentum, centered, out=None):
     """S := alpha S + (1 - alpha) g^2; centered: M := lerp(M, g, 1 - alpha),
     d = sqrt(S - M^2) + eps, else d = sqrt(S) + eps; with momentum
     B := mu B + g / d, theta := theta - lr B, else theta := theta - lr g / d.
 
     Where rounding makes S - M^2 negative (nearly constant gradients) it is taken as
     0, not NaN as in PyTorch."""
+    out = _out(param, out)
     n = param.shape[0]
     if centered and momentum > 0.0:
         for k in prange(blocks(n)):
@@ -391,7 +422,7 @@ def rmsprop_loop(param, grad, square_avg, grad_avg, buf, gscale, clip, lr, weigh
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
                 s = _rms_square(square_avg, i, g, alpha, one_minus_alpha)
                 s = _rms_center(grad_avg, i, g, s, one_minus_alpha, alpha_lerp, eps)
-                _rms_momentum(param, buf, i, p, g, np.sqrt(s) + eps, lr, momentum)
+                _rms_momentum(out, buf, i, p, g, np.sqrt(s) + eps, lr, momentum)
     elif centered:
         for k in prange(blocks(n)):
             lo, width = block(k, param, grad, square_avg, grad_avg)
@@ -400,7 +431,7 @@ def rmsprop_loop(param, grad, square_avg, grad_avg, buf, gscale, clip, lr, weigh
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
                 s = _rms_square(square_avg, i, g, alpha, one_minus_alpha)
                 s = _rms_center(grad_avg, i, g, s, one_minus_alpha, alpha_lerp, eps)
-                param[i] = p - lr * g / (np.sqrt(s) + eps)
+                out[i] = p - lr * g / (np.sqrt(s) + eps)
     elif momentum > 0.0:
         for k in prange(blocks(n)):
             lo, width = block(k, param, grad, square_avg, buf)
@@ -408,7 +439,7 @@ def rmsprop_loop(param, grad, square_avg, grad_avg, buf, gscale, clip, lr, weigh
                 i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
                 s = _rms_square(square_avg, i, g, alpha, one_minus_alpha)
-                _rms_momentum(param, buf, i, p, g, np.sqrt(s) + eps, lr, momentum)
+                _rms_momentum(out, buf, i, p, g, np.sqrt(s) + eps, lr, momentum)
     else:
         for k in prange(blocks(n)):
             lo, width = block(k, param, grad, square_avg)
@@ -416,14 +447,15 @@ def rmsprop_loop(param, grad, square_avg, grad_avg, buf, gscale, clip, lr, weigh
                 i = lo + np.uint64(j)
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
                 s = _rms_square(square_avg, i, g, alpha, one_minus_alpha)
-                param[i] = p - lr * g / (np.sqrt(s) + eps)
+                out[i] = p - lr * g / (np.sqrt(s) + eps)
 
 
 def rmsprop_vec(param, grad, square_avg, grad_avg, buf, gscale, clip, lr, weight_decay,
-                alpha, one_minus_alpha, alpha_lerp, eps, momentum, centered):
+                alpha, one_minus_alpha, alpha_lerp, eps, momentum, centered, out=None):
     """S := alpha S + (1 - alpha) g^2; centered: M := lerp(M, g, 1 - alpha),
     d = sqrt(S - M^2) + eps, else d = sqrt(S) + eps; with momentum
     B := mu B + g / d, theta := theta - lr B, else theta := theta - lr g / d."""
+    param = _into_vec(param, out)
     g = _grad_vec(param, grad, gscale, clip, weight_decay)
     square_avg *= alpha
     square_avg += one_minus_alpha * g * g
@@ -442,12 +474,13 @@ def rmsprop_vec(param, grad, square_avg, grad_avg, buf, gscale, clip, lr, weight
 
 # --------------------------------------------------------------------- Adadelta
 def adadelta_loop(param, grad, square_avg, acc_delta, gscale, clip, lr, weight_decay,
-                  rho, one_minus_rho, eps):
+                  rho, one_minus_rho, eps, out=None):
     """S := rho S + (1 - rho) g^2; dx = sqrt(D + eps) / sqrt(S + eps) g;
     D := rho D + (1 - rho) dx^2; theta := theta - lr dx (eps inside both roots).
     The two roots are taken as one, ``sqrt((D + eps) / (S + eps))``: one square root
     less an element (the divider bounded the step: 1.15-1.24x the plain copy at 10M
     float32), a few ulp from PyTorch's two."""
+    out = _out(param, out)
     for k in prange(blocks(param.shape[0])):
         lo, width = block(k, param, grad, square_avg, acc_delta)
         for j in range(width):
@@ -458,13 +491,14 @@ def adadelta_loop(param, grad, square_avg, acc_delta, gscale, clip, lr, weight_d
             a = acc_delta[i]
             delta = np.sqrt((a + eps) / (s + eps)) * g
             acc_delta[i] = a * rho + one_minus_rho * delta * delta
-            param[i] = p - lr * delta
+            out[i] = p - lr * delta
 
 
 def adadelta_vec(param, grad, square_avg, acc_delta, gscale, clip, lr, weight_decay,
-                 rho, one_minus_rho, eps):
+                 rho, one_minus_rho, eps, out=None):
     """S := rho S + (1 - rho) g^2; dx = sqrt(D + eps) / sqrt(S + eps) g;
     D := rho D + (1 - rho) dx^2; theta := theta - lr dx (eps inside both roots)."""
+    param = _into_vec(param, out)
     g = _grad_vec(param, grad, gscale, clip, weight_decay)
     square_avg *= rho
     square_avg += one_minus_rho * g * g
@@ -477,7 +511,7 @@ def adadelta_vec(param, grad, square_avg, acc_delta, gscale, clip, lr, weight_de
 # ------------------------------------------------------------ Adam, AdamW, AMSGrad
 def adam_loop(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, gscale, clip, decay,
               weight_decay, one_minus_beta1, beta1, beta2, one_minus_beta2, step_size,
-              inv_bc2_sqrt, eps, amsgrad):
+              inv_bc2_sqrt, eps, amsgrad, out=None):
     """theta := decay theta (AdamW); g += wd theta (Adam); m := lerp(m, g, 1 - beta1);
     v := beta2 v + (1 - beta2) g^2 (AMSGrad: vmax := max(vmax, v), used for v);
     theta := theta - step_size m / (sqrt(v) / sqrt(1 - beta2^t) + eps), with
@@ -485,6 +519,7 @@ def adam_loop(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, gscale, clip, de
     ``inv_bc2_sqrt = 1 / sqrt(1 - beta2^t)`` multiplies where PyTorch divides: one
     division less per element (division and square root bound the step while the
     arrays are in cache: 0.40 -> 0.29 ns an element at 235k float32), <= 1 ulp apart."""
+    out = _out(param, out)
     # decoupled decay (AdamW) and coupled decay (Adam) never both act: wd = 0 or
     # decay = 1, so the order of the two does not matter
     n = param.shape[0]
@@ -500,7 +535,7 @@ def adam_loop(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, gscale, clip, de
                 if v > vmax:
                     vmax = v
                 max_exp_avg_sq[i] = vmax
-                param[i] = p * decay - step_size * m / (np.sqrt(vmax) * inv_bc2_sqrt + eps)
+                out[i] = p * decay - step_size * m / (np.sqrt(vmax) * inv_bc2_sqrt + eps)
     else:
         for k in prange(blocks(n)):
             lo, width = block(k, param, grad, exp_avg, exp_avg_sq)
@@ -509,15 +544,16 @@ def adam_loop(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, gscale, clip, de
                 p, g = _load(param, grad, i, gscale, clip, weight_decay)
                 m, v = _moments(exp_avg, exp_avg_sq, i, g, one_minus_beta1, beta1, beta2,
                                 one_minus_beta2)
-                param[i] = p * decay - step_size * m / (np.sqrt(v) * inv_bc2_sqrt + eps)
+                out[i] = p * decay - step_size * m / (np.sqrt(v) * inv_bc2_sqrt + eps)
 
 
 def adam_vec(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, gscale, clip, decay,
              weight_decay, one_minus_beta1, beta1, beta2, one_minus_beta2, step_size,
-             inv_bc2_sqrt, eps, amsgrad):
+             inv_bc2_sqrt, eps, amsgrad, out=None):
     """theta := decay theta (AdamW); g += wd theta (Adam); m := lerp(m, g, 1 - beta1);
     v := beta2 v + (1 - beta2) g^2 (AMSGrad: vmax := max(vmax, v), used for v);
     theta := theta - step_size m / (sqrt(v) / sqrt(1 - beta2^t) + eps)."""
+    param = _into_vec(param, out)
     param *= decay
     g = _grad_vec(param, grad, gscale, clip, weight_decay)
     _lerp_vec(exp_avg, g, one_minus_beta1, beta1)
@@ -532,9 +568,10 @@ def adam_vec(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, gscale, clip, dec
 
 # ----------------------------------------------------------------------- Adamax
 def adamax_loop(param, grad, exp_avg, exp_inf, gscale, clip, weight_decay, one_minus_beta1,
-                beta1, beta2, eps, clr):
+                beta1, beta2, eps, clr, out=None):
     """m := lerp(m, g, 1 - beta1); u := max(beta2 u, |g| + eps);
     theta := theta - clr m / u, with ``clr = lr / (1 - beta1^t)``."""
+    out = _out(param, out)
     for k in prange(blocks(param.shape[0])):
         lo, width = block(k, param, grad, exp_avg, exp_inf)
         for j in range(width):
@@ -547,13 +584,14 @@ def adamax_loop(param, grad, exp_avg, exp_inf, gscale, clip, weight_decay, one_m
             if a > u:
                 u = a
             exp_inf[i] = u
-            param[i] = p - clr * m / u
+            out[i] = p - clr * m / u
 
 
 def adamax_vec(param, grad, exp_avg, exp_inf, gscale, clip, weight_decay, one_minus_beta1,
-               beta1, beta2, eps, clr):
+               beta1, beta2, eps, clr, out=None):
     """m := lerp(m, g, 1 - beta1); u := max(beta2 u, |g| + eps);
     theta := theta - clr m / u, with ``clr = lr / (1 - beta1^t)``."""
+    param = _into_vec(param, out)
     g = _grad_vec(param, grad, gscale, clip, weight_decay)
     _lerp_vec(exp_avg, g, one_minus_beta1, beta1)
     exp_inf *= beta2
@@ -564,7 +602,7 @@ def adamax_vec(param, grad, exp_avg, exp_inf, gscale, clip, weight_decay, one_mi
 # ------------------------------------------------------------------------ NAdam
 def nadam_loop(param, grad, exp_avg, exp_avg_sq, gscale, clip, decay, weight_decay,
                one_minus_beta1, beta1, beta2, one_minus_beta2, inv_bc2_sqrt, eps, c_grad,
-               c_avg):
+               c_avg, out=None):
     """m := lerp(m, g, 1 - beta1); v := beta2 v + (1 - beta2) g^2;
     d = sqrt(v / (1 - beta2^t)) + eps; theta := theta - (c_grad g + c_avg m) / d
     with ``c_grad = lr (1 - mu_t) / (1 - prod mu)`` and
@@ -573,6 +611,7 @@ def nadam_loop(param, grad, exp_avg, exp_avg_sq, gscale, clip, decay, weight_dec
     terms share one division (PyTorch divides three times: ``v / bc2``, then ``g / d``
     and ``m / d`` in two ``addcdiv``; the divider bounded the step, 1.36-1.48x the plain
     copy at 10M float32), a few ulp from PyTorch."""
+    out = _out(param, out)
     for k in prange(blocks(param.shape[0])):
         lo, width = block(k, param, grad, exp_avg, exp_avg_sq)
         for j in range(width):
@@ -584,14 +623,15 @@ def nadam_loop(param, grad, exp_avg, exp_avg_sq, gscale, clip, decay, weight_dec
             m, v = _moments(exp_avg, exp_avg_sq, i, g, one_minus_beta1, beta1, beta2,
                             one_minus_beta2)
             d = np.sqrt(v) * inv_bc2_sqrt + eps
-            param[i] = p - (c_grad * g + c_avg * m) / d
+            out[i] = p - (c_grad * g + c_avg * m) / d
 
 
 def nadam_vec(param, grad, exp_avg, exp_avg_sq, gscale, clip, decay, weight_decay,
               one_minus_beta1, beta1, beta2, one_minus_beta2, inv_bc2_sqrt, eps, c_grad,
-              c_avg):
+              c_avg, out=None):
     """m := lerp(m, g, 1 - beta1); v := beta2 v + (1 - beta2) g^2;
     d = sqrt(v / (1 - beta2^t)) + eps; theta := theta - (c_grad g + c_avg m) / d."""
+    param = _into_vec(param, out)
     param *= decay
     g = _grad_vec(param, grad, gscale, clip, weight_decay)
     _lerp_vec(exp_avg, g, one_minus_beta1, beta1)
