@@ -31,12 +31,13 @@ _EXTRAS = dict(hidden_layer_sizes=(16, 8), max_iter=30, learning_rate_init=0.01,
 
 
 def _expected_failures(estimator):
-    if estimator.dtype == "float64":
+    if estimator.dtype == "float64" or not isinstance(estimator, MLPRegressor):
         return {}
     # OpenBLAS computes a product with one row or one column as a matrix-vector (or dot)
     # product, summing in another order: the regressor's 16 -> 1 output layer gives a
     # row alone and the same row in a batch of 30 float32 values an ulp apart (1.2e-7
-    # measured), above the check's atol of 1e-7. float64 networks pass it.
+    # measured), above the check's atol of 1e-7. float64 networks pass it, and so does
+    # the float32 classifier, whose probabilities move far less than its logits' ulp.
     return {"check_methods_subset_invariance": "float32: one-row products round differently"}
 
 
