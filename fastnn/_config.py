@@ -131,8 +131,8 @@ def set_num_threads(n):
             import warnings
 
             warnings.warn("set_num_threads: threadpoolctl is not installed, so BLAS keeps its "
-                          "own threads and the two pools may fight; pip install threadpoolctl",
-                          RuntimeWarning, stacklevel=2)
+                          "own threads and the two pools may fight; pip install "
+                          "'fastnn[threads]' (or threadpoolctl)", RuntimeWarning, stacklevel=2)
         else:
             _blas_pin = threadpool_limits(limits=1, user_api="blas")
     previous, _num_threads = _num_threads, n

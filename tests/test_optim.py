@@ -5,6 +5,7 @@ bad hyperparameters, and training a network on digits."""
 import json
 import math
 import os
+import sys
 import warnings
 
 import numpy as np
@@ -204,6 +205,26 @@ def test_set_num_threads_gives_numba_the_threads_and_pins_blas():
             numba.set_num_threads(before)
     with pytest.raises(ValueError, match="threads"):
         _config.set_num_threads(0)
+
+
+def test_set_num_threads_without_threadpoolctl_warns(monkeypatch):
+    """Without threadpoolctl BLAS cannot be pinned: the threads still go to numba, and a
+    warning says that BLAS keeps its own and how to install what pins it."""
+    import numba
+
+    from fastnn import _config
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # its import fails
+    monkeypatch.setattr(_config, "_blas_pin", None)
+    before, previous = numba.get_num_threads(), _config.threads()
+    try:
+        with pytest.warns(RuntimeWarning, match=r"BLAS keeps its own threads.*fastnn\[threads\]"):
+            assert _config.set_num_threads(2) == previous
+        assert _config.threads() == 2 and not _config.blas_pinned()
+        assert numba.get_num_threads() == min(2, numba.config.NUMBA_NUM_THREADS)
+    finally:
+        _config.set_num_threads(previous)
+        numba.set_num_threads(before)
+    assert _config.threads() == previous
 
 
 def test_momentum_twin():
