@@ -8,7 +8,10 @@ arrays tile one contiguous buffer, as a model's do, one fused kernel call
 
 Every optimizer follows ``torch.optim``'s single-tensor path (the CPU default)
 operation by operation; float64 trajectories match PyTorch 2.13 to 1e-10 relative
-(the golden values in ``tests/fixtures/optim_golden.npz``). :class:`Momentum` is the
+(the golden values in ``tests/fixtures/optim_golden.npz``). One departure: a state value
+that would be subnormal (below the dtype's smallest normal number) is stored as zero,
+since x86 computes with subnormals through microcode assists, tens of times slower
+(:mod:`fastnn.kernels.optim`). :class:`Momentum` is the
 lecture's exponentially weighted average instead.
 
 One step, in Keras's order: check the gradients -> clip (by value, or by the global
