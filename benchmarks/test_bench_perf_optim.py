@@ -30,6 +30,12 @@ One group per row, ``<name>_perf[<size>]``, all measured in the same run:
 With timing off (the plain test run) the size is 10k, so that the smoke run takes
 seconds.
 
+``subnormal_state[...]``: the trap of units whose gradient stopped. Adam over the big
+MLP's 235k float32 parameters with a zero gradient and ``exp_avg`` at the smallest
+subnormals (where ``beta1 m`` rounds back to ``m``: such averages stay), one thread:
+``jit`` (fastnn stores such state as zero, at its first step) against ``torch_fused``
+(whose every step then computes with subnormals, through microcode assists).
+
 ``gemm_then_adam[...]``: the thread-pool fight of a training step. An njit kernel
 computes ``np.dot`` of 128x784 and 784x256 (scipy's OpenBLAS), then Adam steps over
 10M or 300k parameters, repeated; forms ``default`` (fastnn given no threads: serial
@@ -239,3 +245,48 @@ def test_gemm_then_adam(bench, request, form, which):
         _config.set_num_threads(before)
     np.testing.assert_allclose(out, x @ w, rtol=1e-4, atol=1e-3)
     assert np.all(np.isfinite(param)) and opt.step_count > 1
+
+
+SUBNORMAL = {True: Size("235k float32", (235_146,)), False: Size("2k float32 (timing off)", (2048,))}
+
+
+@pytest.mark.parametrize("form", ["jit", "torch_fused"])
+def test_subnormal_state(bench, request, form):
+    timing = request.config.getoption("benchmark_enable") or not request.config.getoption(
+        "benchmark_disable")
+    size = SUBNORMAL[bool(timing)]
+    n = size.shape[0]
+    param = random(n, seed=1)
+    grad = np.zeros(n, np.float32)
+    # the smallest subnormals, both signs: 0.9 m rounds back to m, so they would stay
+    stuck = np.float32(2.0 ** -149) * np.where(np.arange(n) % 2 == 0, 1, -3).astype(np.float32)
+    moment2 = np.full(n, 1e-3, np.float32)
+    before = _config.set_num_threads(1)
+    try:
+        if form == "jit":
+            opt = optim.Adam([param], lr=LR)
+            opt.step([random(n, seed=2)])  # the state exists
+            opt.state["exp_avg"][...] = stuck
+            opt.state["exp_avg_sq"][...] = moment2
+            bench(form, "subnormal_state", size, opt.step, [grad])
+            state = opt.state["exp_avg"]
+        else:
+            torch = request.getfixturevalue("torch")
+            p = torch.from_numpy(param).requires_grad_()
+            p.grad = torch.from_numpy(random(n, seed=2))
+            topt = torch.optim.Adam([p], lr=LR, fused=True)
+            topt.step()
+            st = topt.state[p]
+            st["exp_avg"].copy_(torch.from_numpy(stuck))
+            st["exp_avg_sq"].copy_(torch.from_numpy(moment2))
+            p.grad = torch.from_numpy(grad)
+            bench(form, "subnormal_state", size, topt.step)
+            state = st["exp_avg"].numpy()
+    finally:
+        _config.set_num_threads(before)
+    tiny = np.finfo(np.float32).tiny
+    subnormal = np.count_nonzero((state != 0) & (np.abs(state) < tiny))
+    if form == "jit":
+        assert not np.any(state)  # zeros from the first step on
+    else:
+        assert subnormal == n  # PyTorch keeps them: what the jit form is measured against
