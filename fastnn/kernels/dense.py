@@ -66,7 +66,13 @@ def dense_forward_into(x, w, b, act, alpha, z, out):
     for i in range(z.shape[0]):
         for o in range(z.shape[1]):
             z[i, o] += b[o]
-    activation_forward_loop(act, z, alpha, out)
+    if out.ctypes.data == z.ctypes.data:
+        # in place: one array, so that LLVM sees one pointer. Given two that alias, its
+        # vectorized loop's overlap check fails at run time and the scalar loop runs
+        # (a 100 x 100 ReLU layer: 3 us more than the product's 18 us)
+        activation_forward_loop(act, z, alpha, z)
+    else:
+        activation_forward_loop(act, z, alpha, out)
 
 
 @njit(**JIT)
