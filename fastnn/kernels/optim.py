@@ -47,7 +47,7 @@ an Adam step over 235k parameters whose state was subnormal took 5.6 ms against 
 and an epoch of 784-256-128-10 whose units had died (uniform [0, 1) inputs, Adam) went
 from 412 ms to 820-890 ms by its third (PyTorch's fused Adam likewise, 630 to 1,160 ms);
 with it, 430-490 ms. Compiled, it is a test of the exponent field and a masked and
-(``vptestnmd``, ``vandps``): 1-4 % on a step at 10M, about 1 % at 235k. It departs from
+(``vptestnmd``, ``vandps``): 2-5 % on a step at 10M, about 1 % at 235k. It departs from
 PyTorch only there, and by little: what a subnormal average adds to a parameter's step is
 below step size x 2^-126 / eps (for Adam's defaults about 1e-32).
 
