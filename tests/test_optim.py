@@ -205,15 +205,15 @@ def test_decaying_state_goes_to_signed_zero_not_subnormal(optimizer, kwargs, flu
     p = np.linspace(1.0, 2.0, 8).astype(dtype)
     opt = getattr(fn.optim, optimizer)([p], backend=form, **kwargs)
     opt.step([np.full(8, 0.5, dtype)])
+    signed = ("exp_avg", "momentum_buffer", "velocity", "grad_avg")  # may be negative
     for key, a in opt.state.items():
-        a[...] = tiny * sign if key in ("exp_avg", "momentum_buffer", "velocity",
-                                        "grad_avg") else tiny
+        a[...] = tiny * sign if key in signed else tiny
     before = p.copy()
     opt.step([np.zeros(8, dtype)])
     for key in flushed:
         a = opt.state[key]
         assert np.all(a == 0), (key, a)
-        if key in ("exp_avg", "momentum_buffer", "velocity", "grad_avg"):
+        if key in signed:
             np.testing.assert_array_equal(np.signbit(a), sign < 0)
     np.testing.assert_array_equal(p, before)  # a zero state moves nothing
 

@@ -303,7 +303,7 @@ def _flush_jit(x):
     # below the smallest normal number exactly when the exponent field is all zeros: one
     # AVX-512 test of the bits (vptestnmd) where |x| < tiny takes an and and a compare
     dtype = np.dtype(str(x))
-    field = np.uint32(0x7F800000) if dtype == np.float32 else np.uint64(0x7FF0000000000000)
+    field = F32_EXPONENT if dtype == np.float32 else np.uint64(0x7FF0000000000000)
     zero = dtype.type(0)
 
     def impl(x):
