@@ -104,11 +104,30 @@ def threads_for_epoch(model, loss, optimizer, target, bs, n):
     return stack
 
 
+def _offset(base, view):
+    """Where ``view`` starts in the flat array ``base``, in elements."""
+    return (view.__array_interface__["data"][0]
+            - base.__array_interface__["data"][0]) // view.itemsize
+
+
 def _same_place(other, base, view):
     """The view of ``other`` (shaped as ``base``) at the place ``view`` has in ``base``."""
-    start = (view.__array_interface__["data"][0]
-             - base.__array_interface__["data"][0]) // view.itemsize
+    start = _offset(base, view)
     return other[start:start + view.size].reshape(view.shape)
+
+
+def _layer_offsets(param, layers):
+    """``(n_layers, 2)``: where each layer's W and b start in the flat buffer ``param``,
+    which they tile (the compiled epoch updates the buffer by these pieces)."""
+    offsets = np.array([[_offset(param, layer.W), _offset(param, layer.b)]
+                        for layer in layers], np.int64)
+    pieces = sorted([(o, a.size) for layer, row in zip(layers, offsets)
+                     for o, a in zip(row, (layer.W, layer.b))])
+    ends = [o + size for o, size in pieces]
+    if [o for o, _ in pieces] != [0] + ends[:-1] or ends[-1] != param.size:
+        raise RuntimeError("the layers' W and b do not tile the parameter buffer: "
+                           f"pieces (offset, size) {pieces}, buffer size {param.size}")
+    return offsets
 
 
 def run_full_batches(model, X, target, loss, optimizer, bs, order, penalty):
@@ -159,7 +178,8 @@ def run_full_batches(model, X, target, loss, optimizer, bs, order, penalty):
         optimizer.clip_norm or 0.0, saved,
         tuple([_same_place(saved, param, layer.W) for layer in layers]),
         tuple([_same_place(saved, param, layer.b) for layer in layers]), dzt,
-        parts > 1 and layers[0].W.nbytes >= UNITS_FIRST_BYTES)
+        parts > 1 and layers[0].W.nbytes >= UNITS_FIRST_BYTES,
+        _layer_offsets(param, layers))
     if saved_at >= 0:
         model._last_good.step = model.step + saved_at
     model.step += steps

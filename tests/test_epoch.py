@@ -254,13 +254,13 @@ def two_threads():
 
 def _units_first_flags(monkeypatch):
     """The ``units_first`` flag of every compiled epoch run from now on (its last
-    argument)."""
+    argument but one)."""
     flags = []
     real = fastnn._epoch.fit_epoch_jit
 
     def spy(*args, **kwargs):
         epoch = real(*args, **kwargs)
-        return lambda *a: flags.append(a[-1]) or epoch(*a)
+        return lambda *a: flags.append(a[-2]) or epoch(*a)
 
     monkeypatch.setattr(fastnn._epoch, "fit_epoch_jit", spy)
     return flags
@@ -458,3 +458,14 @@ def test_set_num_threads_inside_threads_to_blas_stands(blas_on_two_threads, two_
     with fastnn._config.threads_to_blas():  # nothing to lend
         assert fastnn._config.threads() == 1 and _blas_threads() == before
     assert _blas_threads() == before
+
+
+def test_layer_offsets_must_tile_the_buffer():
+    """The split epoch updates the buffer by each layer's W and b: where they start, and a
+    clear error if they do not tile it (a parameter left out would never be updated)."""
+    model = fn.Sequential([fn.Dense(3, 4), fn.Dense(4, 2)], seed=0)
+    param = model._buffer.data
+    offsets = fastnn._epoch._layer_offsets(param, model.layers)
+    assert offsets.tolist() == [[0, 12], [16, 24]]
+    with pytest.raises(RuntimeError, match="do not tile the parameter buffer"):
+        fastnn._epoch._layer_offsets(param, model.layers[:1])

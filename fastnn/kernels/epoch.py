@@ -27,8 +27,9 @@ dA run side by side, each part's loss gradient divided by ``n`` (each part's los
 mean over its rows); then ``n`` shares of each layer's output units take their rows of
 dW and db over the whole batch, side by side, so that no thread sums another's
 gradient, and (float32, no L1/L2 penalty) each share checks its gradient for inf and
-NaN while it is in cache; then the snapshot and the update run on ``n`` shares of the
-flat buffer. A first layer of large weights (``units_first``) runs its forward pass by
+NaN while it is in cache; then the same shares update the parameters whose gradient
+they computed (each layer's rows of W and entries of b of those units, in that core's
+cache). A first layer of large weights (``units_first``) runs its forward pass by
 shares of its output units too, after the rows are gathered: each thread then reads
 the weights it has just updated itself, still in its core's cache, where a part of
 rows reads them all, half from the other core (``_epoch.UNITS_FIRST_BYTES`` says from
@@ -205,7 +206,7 @@ def _settle(param, saved, even, keep_previous):
 def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, As, dZs, dXs, acts, alphas, douts,
                    values, counts, classify, starts, stops, l1, l2, param, grad, gbits, state,
                    rows, like, check, stop_nonfinite, clip_norm, saved, saved_Ws, saved_Bs,
-                   dzt, units_first):
+                   dzt, units_first, offsets):
     """The epoch's full batches of ``order``, each one step of training.
 
     A batch is gathered into ``xb``/``tb`` and split into ``parts`` (``values.shape[0]``)
@@ -214,8 +215,9 @@ def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, As, dZs, dXs, acts, al
     rows' own (``units_first``: the first layer's forward pass by shares of its output
     units, over all the rows, after the gather). Then each of ``parts`` shares of every
     layer's output units gets its ``dW``, ``db`` from all the rows (and checks them,
-    see below); then the snapshot and the update run over ``parts`` shares of the flat
-    buffer. With one part this gives exactly the Python loop's bits. ``Ws``, ``Bs``,
+    see below); then the same shares update those parameters (``offsets[layer]``: where
+    the layer's W and b start in the flat buffer). With one part this gives exactly the
+    Python loop's bits. ``Ws``, ``Bs``,
     ``dWs``, ``dBs`` are the layers' parameters and gradients, ``As``, ``dZs``, ``dXs``
     their workspaces
     (``dXs[0]`` has no rows: the first layer's input gradient is not needed),
@@ -329,14 +331,20 @@ def fit_epoch_loop(X, T, order, xb, tb, Ws, Bs, dWs, dBs, As, dZs, dXs, acts, al
                 # rows are in the parameters' dtype: the scaled gscale is rounded to it
                 # on store, as Optimizer.step's cast rounds it
                 rows[s, 0] = rows[s, 0] * clip_coefficient(math.sqrt(sumsq), clip_norm)
-        # the update runs over ``parts`` shares of the buffer, side by side in the
-        # parallel compilation (every element's update is its own: the same bits as one
-        # pass)
+        # the update runs by the shares of output units that took dW and db above, side
+        # by side in the parallel compilation: share t updates the parameters whose
+        # gradient it computed, still in its core's cache (every element's update is its
+        # own: the same bits as one pass over the buffer)
         scalars = row_scalars(rows[s], like)
         for t in prange(parts):
-            lo, hi = _span(n, t, parts)
-            update(cur[lo:hi], grad[lo:hi], *state_slices(state, lo, hi), *scalars,
-                   nxt[lo:hi])
+            for layer in range(n_layers):
+                u0, u1 = _span(Ws[layer].shape[0], t, parts)
+                for seg in range(2):  # the units' rows of W, then their entries of b
+                    width = Ws[layer].shape[1] if seg == 0 else 1
+                    lo = offsets[layer, seg] + u0 * width
+                    hi = offsets[layer, seg] + u1 * width
+                    update(cur[lo:hi], grad[lo:hi], *state_slices(state, lo, hi), *scalars,
+                           nxt[lo:hi])
         saved_at = s
         total += value * bs
         if classify:
