@@ -25,6 +25,7 @@ from .kernels.epoch import (
     fit_epoch_jit,
 )
 from .layers import Dense
+from .params import flat_base
 
 
 #: Optimizer._gradient_check -> the compiled epoch's code
@@ -118,16 +119,14 @@ def _same_place(other, base, view):
 
 def _layer_offsets(param, layers):
     """``(n_layers, 2)``: where each layer's W and b start in the flat buffer ``param``,
-    which they tile (the compiled epoch updates the buffer by these pieces)."""
-    offsets = np.array([[_offset(param, layer.W), _offset(param, layer.b)]
-                        for layer in layers], np.int64)
-    pieces = sorted([(o, a.size) for layer, row in zip(layers, offsets)
-                     for o, a in zip(row, (layer.W, layer.b))])
-    ends = [o + size for o, size in pieces]
-    if [o for o, _ in pieces] != [0] + ends[:-1] or ends[-1] != param.size:
-        raise RuntimeError("the layers' W and b do not tile the parameter buffer: "
-                           f"pieces (offset, size) {pieces}, buffer size {param.size}")
-    return offsets
+    which they tile in order (the compiled epoch updates the buffer by these pieces)."""
+    pieces = [a for layer in layers for a in (layer.W, layer.b)]
+    tiled = flat_base(pieces)
+    if tiled is None or _offset(param, tiled) != 0 or tiled.size != param.size:
+        raise RuntimeError("the layers' W and b do not tile the parameter buffer "
+                           f"({[a.shape for a in pieces]}, buffer size {param.size})")
+    return np.array([[_offset(param, layer.W), _offset(param, layer.b)]
+                     for layer in layers], np.int64)
 
 
 def run_full_batches(model, X, target, loss, optimizer, bs, order, penalty):
