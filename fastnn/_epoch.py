@@ -22,6 +22,7 @@ from .kernels.epoch import (
     CHECK_SUMSQ,
     GRAD_NONFINITE,
     LOSS_NONFINITE,
+    _unit_span,
     fit_epoch_jit,
 )
 from .layers import Dense
@@ -43,6 +44,13 @@ MIN_PART_ROWS = 16
 #: on the project's 2 cores (Intel, 2026-12-04): 784 x 256 float32 (784 KB), an epoch
 #: 6 to 10 % faster; 40 x 100 (16 KB) 6 % slower.
 UNITS_FIRST_BYTES = 1 << 18
+
+#: Multiply-adds (a part's rows x inputs x outputs) up to which a split batch's forward
+#: pass multiplies by a copy of W^T kept up to date by the update (``wts`` in
+#: kernels/epoch.py): OpenBLAS's small-matrix kernels, which run products up to 10^6
+#: multiply-adds, take the plain X Y 1.3 to 2x faster than X W^T; above it the two run the
+#: same (``kernels/dense.py``, ``dense_forward_t``), and the copy would cost its writes.
+TRANSPOSED_UP_TO = 10**6
 
 
 def _parts(bs):
@@ -151,8 +159,14 @@ def run_full_batches(model, X, target, loss, optimizer, bs, order, penalty):
     douts = model._ws.get("dz", (bs, model.n_outputs), dtype)
     # each thread's columns of dZ for its share of dW, or of Z for its share of the first
     # layer (kernels/epoch.py)
-    share = max(-(-layer.out_features // parts) for layer in layers) if parts > 1 else 0
+    share = max([hi - lo for layer in layers for lo, hi in (
+        _unit_span(layer.out_features, t, parts) for t in range(parts))]) if parts > 1 else 0
     dzt = model._ws.get("parts dzt", (parts, bs * share), dtype)
+    units_first = parts > 1 and layers[0].W.nbytes >= UNITS_FIRST_BYTES
+    wts = tuple([layer._ws.get("W^T", (layer.in_features, layer.out_features), dtype)
+                 if parts > 1 and not (k == 0 and units_first)
+                 and bs // parts * layer.W.size <= TRANSPOSED_UP_TO
+                 else np.zeros((0, 0), dtype) for k, layer in enumerate(layers)])
     values = model._ws.get("parts loss", (parts,), np.float64)
     counts = model._ws.get("parts count", (parts,), np.int64)
     if penalty is None:
@@ -176,9 +190,8 @@ def run_full_batches(model, X, target, loss, optimizer, bs, order, penalty):
         _CHECKS[optimizer._gradient_check()], optimizer.on_nonfinite != "apply",
         optimizer.clip_norm or 0.0, saved,
         tuple([_same_place(saved, param, layer.W) for layer in layers]),
-        tuple([_same_place(saved, param, layer.b) for layer in layers]), dzt,
-        parts > 1 and layers[0].W.nbytes >= UNITS_FIRST_BYTES,
-        _layer_offsets(param, layers))
+        tuple([_same_place(saved, param, layer.b) for layer in layers]), dzt, wts,
+        units_first, _layer_offsets(param, layers))
     if saved_at >= 0:
         model._last_good.step = model.step + saved_at
     model.step += steps

@@ -35,11 +35,11 @@ def _data(loss, n, n_in, n_out, dtype, seed=0):
 
 def _train(loss="softmax_cross_entropy", acts=("relu", "tanh"), dtype=np.float32,
            optimizer=("adam", {}), n=203, bs=16, epochs=2, n_out=3, l1=0.0, l2=0.0,
-           seed=0, X=None, y=None):
+           seed=0, X=None, y=None, hidden=(8, 5)):
     """Fit a Dense stack; returns what a run leaves behind, for an exact comparison."""
     if X is None:
         X, y = _data(loss, n, 6, n_out, dtype, seed)
-    widths = [X.shape[1], 8, 5][:len(acts) + 1]
+    widths = [X.shape[1], *hidden][:len(acts) + 1]
     layers = [fn.Dense(a, b, activation=act, alpha=0.1)
               for a, b, act in zip(widths[:-1], widths[1:], acts)]
     model = fn.Sequential(layers + [fn.Dense(widths[len(acts)], n_out)], seed=seed, dtype=dtype)
@@ -252,18 +252,18 @@ def two_threads():
     fn.set_num_threads(previous)
 
 
-def _units_first_flags(monkeypatch):
-    """The ``units_first`` flag of every compiled epoch run from now on (its last
-    argument but one)."""
-    flags = []
+def _epoch_arguments(monkeypatch, index):
+    """Argument ``index`` of every compiled epoch run from now on (-2: ``units_first``,
+    -3: ``wts``)."""
+    seen = []
     real = fastnn._epoch.fit_epoch_jit
 
     def spy(*args, **kwargs):
         epoch = real(*args, **kwargs)
-        return lambda *a: flags.append(a[-2]) or epoch(*a)
+        return lambda *a: seen.append(a[index]) or epoch(*a)
 
     monkeypatch.setattr(fastnn._epoch, "fit_epoch_jit", spy)
-    return flags
+    return seen
 
 
 @pytest.mark.parametrize("units_first", [False, True])
@@ -272,20 +272,22 @@ def _units_first_flags(monkeypatch):
                                              ("mse", 1, ("relu", "tanh")), ("mse", 1, ())])
 def test_batch_split_over_threads(monkeypatch, two_threads, loss, n_out, acts, units_first):
     """With two threads a batch of 32 runs as two parts of 16 rows side by side, then two
-    shares of each layer's output units take dW and db over all 32 rows (one output
-    unit: one share is empty). With ``units_first`` (first-layer weights of at least
-    ``UNITS_FIRST_BYTES``, here lowered to 0) the first layer's forward pass runs by
-    those shares too (a lone layer with one unit: one share is empty). The products'
-    blocking and the parts' mean loss may round differently, so training matches the
+    shares of each layer's output units take dW and db over all 32 rows and update those
+    units (shares start at a multiple of 16 units: the hidden layers' 40 and 36 units
+    split 16 + 24 and 16 + 20; the few output units are all the second share's). With
+    ``units_first`` (first-layer weights of at least ``UNITS_FIRST_BYTES``, here lowered
+    to 0) the first layer's forward pass runs by those shares too (a lone layer with one
+    unit: one share is empty). The products' blocking and form (X W^T, or X times the
+    copy of W^T) and the parts' mean loss may round differently, so training matches the
     one-thread run to rounding, and itself to the bit."""
     seen = []
     real = fastnn._epoch._parts
     monkeypatch.setattr(fastnn._epoch, "_parts", lambda bs: seen.append(real(bs)) or seen[-1])
     if units_first:
         monkeypatch.setattr(fastnn._epoch, "UNITS_FIRST_BYTES", 0)
-    flags = _units_first_flags(monkeypatch)
+    flags = _epoch_arguments(monkeypatch, -2)
     kwargs = dict(loss=loss, n_out=n_out, acts=acts, dtype=np.float64,
-                  optimizer=("adam", {"lr": 0.01}), bs=32, n=203, l2=1e-2)
+                  optimizer=("adam", {"lr": 0.01}), bs=32, n=203, l2=1e-2, hidden=(40, 36))
     split = _train(**kwargs)
     assert seen and set(seen) == {2}
     assert flags and set(flags) == {units_first}
@@ -299,6 +301,44 @@ def test_batch_split_over_threads(monkeypatch, two_threads, loss, n_out, acts, u
     if "accuracy" in one["history"]:
         assert split["history"]["accuracy"] == one["history"]["accuracy"]
     assert split["scalars"] == one["scalars"]
+
+
+def test_unit_shares_start_at_multiples_of_16():
+    from fastnn.kernels.epoch import _unit_span
+
+    def shares(n, parts):
+        return [_unit_span(n, t, parts) for t in range(parts)]
+
+    assert shares(100, 2) == [(0, 48), (48, 100)]
+    assert shares(40, 2) == [(0, 16), (16, 40)]
+    assert shares(100, 3) == [(0, 32), (32, 64), (64, 100)]
+    assert shares(256, 2) == [(0, 128), (128, 256)]
+    assert shares(10, 2) == [(0, 0), (0, 10)]  # fewer than 32 units: one share
+    assert shares(7, 1) == [(0, 7)]
+
+
+@pytest.mark.parametrize("up_to,copied", [(0, []), (3840, [0, 2]), (10**6, [0, 1, 2])])
+def test_split_batch_multiplies_by_a_copy_of_w_transposed(monkeypatch, two_threads, up_to,
+                                                          copied):
+    """A split batch's forward pass multiplies a part's rows by a copy of W^T, kept up to
+    date by the shares that update W, for the layers whose part rows x inputs x outputs
+    is at most ``TRANSPOSED_UP_TO`` (here 16 x 6 x 40 = 3840, 16 x 40 x 36 = 23040 and
+    16 x 36 x 3 = 1728), by W for the others: training matches the one-thread run to
+    rounding either way (a copy left stale after the first update would not)."""
+    monkeypatch.setattr(fastnn._epoch, "TRANSPOSED_UP_TO", up_to)
+    wts = _epoch_arguments(monkeypatch, -3)
+    kwargs = dict(dtype=np.float64, optimizer=("adam", {"lr": 0.01}), bs=32, n=203,
+                  hidden=(40, 36))
+    split = _train(**kwargs)
+    widths = [(6, 40), (40, 36), (36, 3)]
+    assert len(wts) == 2 and all(  # one per epoch
+        [w.shape for w in epoch] == [widths[k] if k in copied else (0, 0) for k in range(3)]
+        for epoch in wts)
+    fn.set_num_threads(1)
+    one = _train(**kwargs)
+    np.testing.assert_allclose(split["weights"], one["weights"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(split["history"]["loss"], one["history"]["loss"], rtol=1e-12)
+    assert split["history"]["accuracy"] == one["history"]["accuracy"]
 
 
 def test_batch_split_needs_parts_of_16_rows_and_blas_on_one_thread(monkeypatch, two_threads):

@@ -62,6 +62,30 @@ def test_forward_forms_agree(shape, dtype, act):
     np.testing.assert_allclose(comp_loop, ref_a, **_tol(dtype))
 
 
+@pytest.fixture(scope="module")
+def forward_t():
+    """``dense_forward_t`` compiled (fit's split epoch calls it from compiled code)."""
+    from numba import njit
+
+    from fastnn.kernels.dense import dense_forward_t
+
+    return njit(dense_forward_t)
+
+
+@pytest.mark.parametrize("act", ["identity", "relu", "tanh", "softmax"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES + [(50, 100, 100)])
+def test_forward_from_a_copy_of_w_transposed(forward_t, shape, dtype, act):
+    """``dense_forward_t`` given W^T's copy: the same layer as the other forms."""
+    x, w, b, _ = _data(*shape, dtype)
+    comp_t = _fwd(lambda x, w, *rest: forward_t(x, np.ascontiguousarray(w.T), *rest),
+                  x, w, b, act)
+    assert comp_t.dtype == dtype
+    np.testing.assert_allclose(comp_t, _fwd(DENSE_FORWARD["loop"], x, w, b, act), **_tol(dtype))
+    ref_a = reference.activation(act, reference.dense_forward(x, w, b), ALPHA)
+    np.testing.assert_allclose(comp_t, ref_a, **_tol(dtype))
+
+
 @pytest.mark.parametrize("act", ["identity", "relu", "tanh", "softmax"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)

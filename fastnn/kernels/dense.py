@@ -63,6 +63,25 @@ def dense_forward_into(x, w, b, act, alpha, z, out):
     itself, or any view of the same shape: fit's split epoch writes a share of a layer's
     output units into its columns)."""
     np.dot(x, w.T, z)
+    bias_activation(z, b, act, alpha, out)
+
+
+@register_jitable
+def dense_forward_t(x, wt, b, act, alpha, out):
+    """A = g(X W^T + b) given ``wt``, a contiguous copy of W^T: the product as BLAS's
+    X Y with both in row order, which OpenBLAS's small-matrix kernels (up to 10^6
+    multiply-adds) run faster than X W^T: float32, one thread, rows x 100 x 100, 16
+    rows 3.0 us against 6.2, 50 rows 9.0 against 13.3, 100 rows 17.8 against 23.2;
+    above 10^6 (128 rows, 64 x 128 x 128) the two take the same time. The same sums,
+    not the same rounding: fit's split epoch uses it; its one-part epoch keeps the
+    Python loop's bits."""
+    np.dot(x, wt, out)
+    bias_activation(out, b, act, alpha, out)
+
+
+@register_jitable
+def bias_activation(z, b, act, alpha, out):
+    """Z += b in ``z``, then A = g(Z) in ``out`` (``z`` itself or a view of its shape)."""
     for i in range(z.shape[0]):
         for o in range(z.shape[1]):
             z[i, o] += b[o]
