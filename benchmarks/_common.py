@@ -8,6 +8,10 @@ import numpy as np
 #: Threads for every library during the benchmarks (BLAS, numba, torch).
 THREADS = int(os.environ.get("FASTNN_BENCH_THREADS", "1"))
 
+#: ``(row, rounds, {form: min seconds})`` of the forms timed in turn
+#: (test_bench_perf_optim.py's ``optimizers_in_turn``), printed under the tables.
+IN_TURN = []
+
 #: The three forms of fastnn's equations.
 FORMS = ("loop", "vec", "jit")
 

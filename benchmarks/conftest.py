@@ -16,10 +16,13 @@ default thread counts a small matrix product oversubscribes the cores several ti
 over and times become noise. Every BLAS (threadpoolctl), numba's thread pool and
 torch's intra-op pool are pinned to ``FASTNN_BENCH_THREADS`` threads (default 1, so
 every form is measured single-threaded: a like-for-like comparison of the kernels).
+
+Under the tables: the optimizer forms timed in turn (``optimizers_in_turn`` in
+test_bench_perf_optim.py) as ratios, and the groups where the Python loop is not run.
 """
 
 import pytest
-from _common import THREADS
+from _common import IN_TURN, THREADS
 
 # Rounds of the plain-Python loop: one call takes up to a few seconds, so the
 # default calibration (at least 5 rounds, 1 s) would make the suite crawl.
@@ -88,6 +91,9 @@ def bench(benchmark):
 
 @pytest.hookimpl(trylast=True)  # under pytest-benchmark's tables
 def pytest_terminal_summary(terminalreporter, config):
+    timing = config.getoption("benchmark_enable") or not config.getoption("benchmark_disable")
+    if IN_TURN and timing:
+        _write_in_turn(terminalreporter)
     if not _skipped_loops:
         return
     groups = sorted(set(_skipped_loops))
@@ -101,3 +107,24 @@ def pytest_terminal_summary(terminalreporter, config):
         "absent from these groups on purpose (compare it at the smaller size):")
     for group in groups:
         terminalreporter.write_line(f"  {group}")
+
+
+def _write_in_turn(terminalreporter):
+    """The forms timed in turn: min over the rounds, and the ratios the targets name."""
+    terminalreporter.write_sep("-", "fastnn benchmarks: optimizer forms timed in turn")
+    terminalreporter.write_line(
+        "min of each form over the rounds, in ms; apply and check against the copy of the "
+        "same arrays, torch paths against apply (above 1: fastnn faster)")
+    terminalreporter.write_line(
+        f"{'optimizer[size]':34s} {'rounds':>6s} {'copy':>7s} {'apply':>7s} {'/copy':>6s} "
+        f"{'check':>7s} {'/copy':>6s} {'fused':>7s} {'/apply':>6s} {'torch':>7s} {'/apply':>6s}")
+    for row, rounds, best in IN_TURN:
+        ms = {form: t * 1e3 for form, t in best.items()}
+        cells = [f"{row:34s} {rounds:6d} {ms['copy_bound']:7.3f}"]
+        for form, base in (("jit_apply", "copy_bound"), ("jit", "copy_bound"),
+                           ("torch_fused", "jit_apply"), ("torch", "jit_apply")):
+            if form in ms:
+                cells.append(f"{ms[form]:7.3f} {ms[form] / ms[base]:5.2f}x")
+            else:
+                cells.append(f"{'-':>7s} {'-':>6s}")
+        terminalreporter.write_line(" ".join(cells))
