@@ -223,9 +223,10 @@ def test_decaying_state_goes_to_signed_zero_not_subnormal(optimizer, kwargs, flu
                          ids=[f"{o}-{i}" for i, (o, _) in enumerate(ELEMENTWISE)])
 def test_prefetching_blocks_give_the_same_bits(optimizer, kwargs, threads, monkeypatch):
     """From kernels.optim.PREFETCH_MIN elements the update loops run in blocks of 128
-    that prefetch their arrays ahead; below it in 16 larger blocks. Every element's
-    update is its own, so a buffer stepped whole equals its quarters stepped apart (each
-    below PREFETCH_MIN), serial or split over threads."""
+    that prefetch their arrays ahead (where _config.PREFETCH is on: not on AMD Zen, where
+    this runs the next case); below it in 16 larger blocks. Every element's update is its
+    own, so a buffer stepped whole equals its quarters stepped apart (each below
+    PREFETCH_MIN), serial or split over threads."""
     from fastnn import _config
     from fastnn.kernels.optim import PREFETCH_MIN
 
@@ -239,6 +240,25 @@ def test_prefetching_blocks_give_the_same_bits(optimizer, kwargs, threads, monke
     parts = [_trajectory(optimizer, kwargs, "jit", p0=p0[a:b], grads=[g[a:b] for g in grads],
                          dtype=np.float32)[0] for a, b in zip(cuts[:-1], cuts[1:])]
     np.testing.assert_array_equal(whole, np.concatenate(parts, axis=1))
+
+
+@pytest.mark.parametrize("env", ["1", "0", "", "maybe"])
+def test_prefetch_is_the_cpus_unless_set(env):
+    """FASTNN_PREFETCH, read at import, decides whether the update loops prefetch; unset
+    or empty, the CPU does (off on AMD Zen, LLVM's ``znver*``); anything else is an error
+    that names what it takes."""
+    import subprocess
+
+    code = "from fastnn import _config; print(_config.PREFETCH, _config._host_cpu())"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "FASTNN_PREFETCH": env})
+    if env == "maybe":
+        assert run.returncode != 0
+        assert "FASTNN_PREFETCH='maybe': expected 0/1, true/false" in run.stderr
+        return
+    prefetch, cpu = run.stdout.split()
+    expected = {"1": True, "0": False}.get(env, not cpu.startswith("znver"))
+    assert prefetch == str(expected)
 
 
 def test_set_num_threads_gives_numba_the_threads_and_pins_blas():

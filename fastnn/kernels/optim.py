@@ -55,10 +55,12 @@ The loops are ``prange`` loops over blocks of elements: plain ``range`` when Pyt
 runs them and in the serial JIT form ``<name>_jit``, split over numba's threads in
 ``<name>_jit_parallel`` (:func:`fastnn._config.jit_parallel`). Every element is
 independent, so both JIT forms give the same bits, whatever the blocks. From
-``PREFETCH_MIN`` elements (1M: arrays that stream from memory) a block is ``BLOCK``
+``PREFETCH_MIN`` elements (1M: arrays that stream from memory), where
+:data:`fastnn._config.PREFETCH` says so (everywhere but on AMD Zen, where the
+prefetching blocks slowed the updates up to 1.5x: see there), a block is ``BLOCK``
 (128) elements and first asks the CPU, with LLVM's ``prefetch``, for its arrays'
-elements ``AHEAD`` (512) further on; the loads then find their lines in cache. The
-hardware prefetchers alone left the core waiting: Adam's square root and division keep
+elements ``AHEAD`` (512) further on; the loads then find their lines in cache. On
+Intel the hardware prefetchers alone left the core waiting: Adam's square root and division keep
 its out-of-order window full, so it sees few loads ahead (measured, 10M float32, two
 threads: Adam 4.2-4.3 ms against 3.6 ms for the plain 7-stream copy, the same with
 its arithmetic cut to a multiplication; with the prefetch 3.3-4.1 ms, 1.01-1.10x that
@@ -95,7 +97,7 @@ from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload, register_jitable
 
-from .._config import jit, jit_parallel
+from .._config import PREFETCH, jit, jit_parallel
 from . import forms
 
 
@@ -103,9 +105,9 @@ from . import forms
 #: arrays' elements ``AHEAD`` further on (see the module docstring).
 BLOCK = 128
 AHEAD = 512
-#: Elements from which the loops prefetch: smaller arrays sit in cache, where the
-#: prefetch instructions only take load slots (prefetching, a 15k-element Adam step took
-#: 9.6 us instead of 7.7).
+#: Elements from which the loops prefetch (where ``_config.PREFETCH`` says so): smaller
+#: arrays sit in cache, where the prefetch instructions only take load slots
+#: (prefetching, a 15k-element Adam step took 9.6 us instead of 7.7).
 PREFETCH_MIN = 1 << 20
 _LINE = 64  # bytes in a cache line
 
@@ -118,8 +120,10 @@ def _block_size(n):
     ``BLOCK`` leaves no scalar remainder but the last block's (LLVM's vector loop takes
     32 elements a turn, and Adam's scalar square roots and divisions are slow: with
     blocks of exactly n / 16 a 15k-element step took 7.5-8.6 us, now 6.3-6.6 as the
-    flat loop's 6.3-6.8)."""
-    if n >= PREFETCH_MIN:
+    flat loop's 6.3-6.8). Without the prefetch (``_config.PREFETCH`` off) every size runs
+    in those 16 blocks: on AMD Zen 4 the blocks of 128 alone, without the prefetch
+    instructions, took Adam at 10M from 1.07x to 1.30x a plain copy."""
+    if PREFETCH and n >= PREFETCH_MIN:
         return BLOCK
     return (n // 16 // BLOCK + 1) * BLOCK
 
@@ -194,7 +198,7 @@ def _ahead_jit(a, start):
 
     def impl(a, start):
         n = np.uint64(a.shape[0])
-        if n >= np.uint64(PREFETCH_MIN) and start + np.uint64(BLOCK) <= n:
+        if PREFETCH and n >= np.uint64(PREFETCH_MIN) and start + np.uint64(BLOCK) <= n:
             for j in range(0, BLOCK, _LINE // a.itemsize):
                 prefetch_line(a, start + np.uint64(j))
 
