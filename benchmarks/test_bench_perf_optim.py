@@ -18,8 +18,8 @@ One group per row, ``<name>_perf[<size>]``, all measured in the same run:
     does it (no check).
 ``torch``, ``torch_foreach``, ``torch_fused``
     ``torch.optim`` on the same flat float32 tensor and fastnn's state arrays (see
-    ``_torch_step``): the default (single-tensor) path, ``foreach=True`` and ``fused=True`` where torch has them (skipped where not,
-    and without torch).
+    ``_torch_step``): the default (single-tensor) path, ``foreach=True`` and
+    ``fused=True`` where torch has them (skipped where not, and without torch).
 
 10M float32 parameters in one flat buffer, with ``FASTNN_BENCH_THREADS`` threads
 (torch pinned by ``conftest.py``, fastnn given them by ``_config.set_num_threads``)::

@@ -77,6 +77,7 @@ JIT = dict(nogil=True, cache=CACHE, fastmath=FASTMATH, error_model="numpy")
 #: Flags of the kernels that split their outer loop over numba's threads.
 JIT_PARALLEL = dict(JIT, parallel=True)
 
+
 def _host_cpu():
     """LLVM's name for this machine's CPU (``rocketlake``, ``znver4``...)."""
     from llvmlite import binding
