@@ -17,8 +17,9 @@ over and times become noise. Every BLAS (threadpoolctl), numba's thread pool and
 torch's intra-op pool are pinned to ``FASTNN_BENCH_THREADS`` threads (default 1, so
 every form is measured single-threaded: a like-for-like comparison of the kernels).
 
-Under the tables: the optimizer forms timed in turn (``optimizers_in_turn`` in
-test_bench_perf_optim.py) as ratios, and the groups where the Python loop is not run.
+Under the tables: the forms timed in turn (``optimizers_in_turn`` in
+test_bench_perf_optim.py, ``epochs_in_turn`` in test_bench_perf_epoch.py; see
+``_common.time_in_turn``) as ratios, and the groups where the Python loop is not run.
 """
 
 import pytest
@@ -110,21 +111,23 @@ def pytest_terminal_summary(terminalreporter, config):
 
 
 def _write_in_turn(terminalreporter):
-    """The forms timed in turn: min over the rounds, and the ratios the targets name."""
-    terminalreporter.write_sep("-", "fastnn benchmarks: optimizer forms timed in turn")
-    terminalreporter.write_line(
-        "min of each form over the rounds, in ms; apply and check against the copy of the "
-        "same arrays, torch paths against apply (above 1: fastnn faster)")
-    terminalreporter.write_line(
-        f"{'optimizer[size]':34s} {'rounds':>6s} {'copy':>7s} {'apply':>7s} {'/copy':>6s} "
-        f"{'check':>7s} {'/copy':>6s} {'fused':>7s} {'/apply':>6s} {'torch':>7s} {'/apply':>6s}")
-    for row, rounds, best in IN_TURN:
-        ms = {form: t * 1e3 for form, t in best.items()}
-        cells = [f"{row:34s} {rounds:6d} {ms['copy_bound']:7.3f}"]
-        for form, base in (("jit_apply", "copy_bound"), ("jit", "copy_bound"),
-                           ("torch_fused", "jit_apply"), ("torch", "jit_apply")):
-            if form in ms:
-                cells.append(f"{ms[form]:7.3f} {ms[form] / ms[base]:5.2f}x")
-            else:
-                cells.append(f"{'-':>7s} {'-':>6s}")
-        terminalreporter.write_line(" ".join(cells))
+    """The forms timed in turn, a table each: min over the rounds, and the ratios the
+    targets name."""
+    tables = {}
+    for entry in IN_TURN:
+        tables.setdefault(entry.table, []).append(entry)
+    for title, entries in tables.items():
+        first = entries[0]
+        labels = {form: label for label, form in first.times}
+        terminalreporter.write_sep("-", f"fastnn benchmarks: {title}")
+        terminalreporter.write_line(f"min of each form over its calls, in ms; {first.note}")
+        width = max(len(e.row) for e in entries)
+        heads = [f"{label:>11s}" for label, _ in first.times] + [
+            f"{labels[a] + '/' + labels[b]:>14s}" for a, b in first.ratios]
+        terminalreporter.write_line(f"{'':{width}s} {'rounds':>6s} " + " ".join(heads))
+        for e in entries:
+            cells = [f"{e.best[form] * 1e3:11.3f}" if form in e.best else f"{'-':>11s}"
+                     for _, form in e.times]
+            cells += [f"{e.best[a] / e.best[b]:13.2f}x" if a in e.best and b in e.best
+                      else f"{'-':>14s}" for a, b in e.ratios]
+            terminalreporter.write_line(f"{e.row:{width}s} {e.rounds:6d} " + " ".join(cells))

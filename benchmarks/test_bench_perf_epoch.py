@@ -20,6 +20,13 @@ epoch's matrix products alone.
   on one thread, each batch split in two halves trained side by side).
 * ``perf_epoch_sgd1[...]``: the same small network, plain SGD with batch size 1, 1,000
   samples: fastnn against torch. Target: at least 10 x.
+* ``epochs_in_turn[...]``: the forms of the two epoch targets timed in turn, each once a
+  round (the small network's five epochs in a row, so that they run warm), ratios
+  printed under the tables. The groups above time each form for a second or so, one
+  after another; on a shared machine the split epoch, which needs both cores at once,
+  was seen at 416 ms in one group and 579 ms (every round) in the next run's, and at
+  595-710 ms for minutes at a time in scratch runs, while the products alone moved
+  less. In turn, a ratio compares epochs run within seconds of each other.
 
 Synthetic data of the right shapes (timing does not depend on the values). Measure::
 
@@ -29,9 +36,12 @@ Synthetic data of the right shapes (timing does not depend on the values). Measu
 The plain ``python -m pytest`` smoke run (timing off) uses a few batches only.
 """
 
+import importlib.util
+import warnings
+
 import numpy as np
 import pytest
-from _common import THREADS, Size, give_threads
+from _common import IN_TURN, THREADS, InTurn, Size, give_threads, time_in_turn
 
 import fastnn as fn
 from fastnn._config import jit
@@ -112,56 +122,95 @@ def _matmul_epoch(X, W1, W2, W3, A1, A2, A3, D1, D2, D3, G1, G2, bs):
         np.dot(G1.T, xb, D1)
 
 
-@pytest.mark.parametrize("form", ["jit", "jit_split", "vec", "matmul", "torch_fused"])
-def test_perf_epoch_mlp(bench, request, form):
-    n, widths, bs = _shape(request, MLP)
-    X, y = _data(n, widths[0], widths[-1])
-    if form == "jit_split":
-        give_threads(request)
+def _mlp_form(request, form, X, y, widths, bs):
+    """The big MLP's epoch in ``form``, as a call."""
     if form in ("jit", "jit_split", "vec"):
         backend = "vec" if form == "vec" else "jit"
-        fn_ = _fastnn_epoch(widths, X, y, bs, "adam", backend=backend, lr=1e-3)
-    elif form == "matmul":
+        return _fastnn_epoch(widths, X, y, bs, "adam", backend=backend, lr=1e-3)
+    if form == "matmul":
         rng = np.random.default_rng(1)
         W = [rng.standard_normal((b, a)).astype(np.float32) * 0.05
              for a, b in zip(widths[:-1], widths[1:])]
         A = [np.empty((bs, w), np.float32) for w in widths[1:]]
         D = [np.empty_like(w) for w in W]
         G = [np.empty((bs, w), np.float32) for w in widths[1:-1]]
+        return lambda: _matmul_epoch(X, *W, *A, *D, *G, bs)
+    torch = request.getfixturevalue("torch")
+    return _torch_epoch(torch, widths, X, y, bs, "Adam", lr=1e-3, fused=True)
 
-        def fn_():
-            _matmul_epoch(X, *W, *A, *D, *G, bs)
-    else:
-        torch = request.getfixturevalue("torch")
-        fn_ = _torch_epoch(torch, widths, X, y, bs, "Adam", lr=1e-3, fused=True)
-    bench(form, "perf_epoch_mlp", MLP, fn_)
+
+def _small_form(request, form, X, y, widths, bs):
+    """The small MLP's epoch in ``form``, as a call."""
+    if form in ("jit", "jit_split"):
+        return _fastnn_epoch(widths, X, y, bs, "adam", lr=1e-3)
+    if form == "sklearn":
+        neural = pytest.importorskip("sklearn.neural_network")
+        clf = neural.MLPClassifier(tuple(widths[1:-1]), batch_size=bs, solver="adam",
+                                   random_state=0)
+
+        def epoch():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                clf.partial_fit(X, y, classes=np.arange(widths[-1]))
+
+        return epoch
+    torch = request.getfixturevalue("torch")
+    return _torch_epoch(torch, widths, X, y, bs, "Adam", lr=1e-3)
+
+
+def _time_epoch(bench, request, form, equation, size, make):
+    """Time one form of an epoch (``make`` builds its call) in its group."""
+    n, widths, bs = _shape(request, size)
+    X, y = _data(n, widths[0], widths[-1])
+    if form == "jit_split":
+        give_threads(request)
+    bench(form, equation, size, make(request, form, X, y, widths, bs))
     bench.benchmark.extra_info["threads"] = THREADS
+
+
+@pytest.mark.parametrize("form", ["jit", "jit_split", "vec", "matmul", "torch_fused"])
+def test_perf_epoch_mlp(bench, request, form):
+    _time_epoch(bench, request, form, "perf_epoch_mlp", MLP, _mlp_form)
 
 
 @pytest.mark.parametrize("form", ["jit", "jit_split", "sklearn", "torch"])
 def test_perf_epoch_small(bench, request, form):
-    n, widths, bs = _shape(request, SMALL)
+    _time_epoch(bench, request, form, "perf_epoch_small", SMALL, _small_form)
+
+
+#: What ``epochs_in_turn`` times, per network: its size, its forms (form -> call
+#: maker), its rounds, the epochs in a row a round, and the ratios its targets name.
+IN_TURN_EPOCHS = {
+    "mlp": (MLP, _mlp_form, ("jit_split", "jit", "matmul", "torch_fused"), 10, 1,
+            (("jit_split", "matmul"), ("jit", "matmul"), ("torch_fused", "jit_split"),
+             ("torch_fused", "jit"))),
+    "small": (SMALL, _small_form, ("jit_split", "jit", "sklearn", "torch"), 10, 5,
+              (("sklearn", "jit_split"), ("torch", "jit_split"), ("sklearn", "jit"),
+               ("torch", "jit"))),
+}
+EPOCH_LABELS = {"jit_split": "split", "jit": "serial", "matmul": "products",
+                "torch_fused": "torch_fused", "sklearn": "sklearn", "torch": "torch"}
+
+
+@pytest.mark.parametrize("net", list(IN_TURN_EPOCHS))
+def test_epochs_in_turn(benchmark, request, net):
+    size, make, forms, rounds, repeat, ratios = IN_TURN_EPOCHS[net]
+    n, widths, bs = _shape(request, size)
     X, y = _data(n, widths[0], widths[-1])
-    if form == "jit_split":
-        give_threads(request)
-    if form in ("jit", "jit_split"):
-        fn_ = _fastnn_epoch(widths, X, y, bs, "adam", lr=1e-3)
-    elif form == "sklearn":
-        neural = pytest.importorskip("sklearn.neural_network")
-        import warnings
-
-        clf = neural.MLPClassifier(tuple(widths[1:-1]), batch_size=bs, solver="adam",
-                                   random_state=0)
-
-        def fn_():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                clf.partial_fit(X, y, classes=np.arange(widths[-1]))
-    else:
-        torch = request.getfixturevalue("torch")
-        fn_ = _torch_epoch(torch, widths, X, y, bs, "Adam", lr=1e-3)
-    bench(form, "perf_epoch_small", SMALL, fn_)
-    bench.benchmark.extra_info["threads"] = THREADS
+    threaded = ("jit_split",)
+    if THREADS < 2 or importlib.util.find_spec("threadpoolctl") is None:
+        forms = tuple(f for f in forms if f not in threaded)  # the smoke run's one thread
+    peers = {"sklearn": "sklearn", "torch": "torch", "torch_fused": "torch"}
+    forms = tuple(f for f in forms if f not in peers or importlib.util.find_spec(peers[f]))
+    steps = {form: make(request, form, X, y, widths, bs) for form in forms}
+    benchmark.group = f"epochs_in_turn[{size}]"
+    best, done = time_in_turn(benchmark, steps, rounds, threaded, repeat)
+    IN_TURN.append(InTurn(
+        f"epoch forms timed in turn, {size}",
+        "split is fastnn given the threads, serial without; products the epoch's matrix "
+        "products alone (the targets: split/products at most 1.3, torch_fused/split at "
+        "least 1.5, sklearn/split and torch/split at least 5)",
+        net, done, best, tuple((EPOCH_LABELS[f], f) for f in forms), ratios))
 
 
 @pytest.mark.parametrize("form", ["jit", "torch"])

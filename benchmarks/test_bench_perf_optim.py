@@ -56,11 +56,10 @@ steps on numba's threads, BLAS on one) and ``naive`` (both pools on
 """
 
 import importlib.util
-import time
 
 import numpy as np
 import pytest
-from _common import IN_TURN, THREADS, Size, random
+from _common import IN_TURN, THREADS, InTurn, Size, random, time_in_turn
 from numba import prange
 
 from fastnn import _config, optim
@@ -269,6 +268,10 @@ def _assert_moved(param, start, grad):
 
 #: Rounds of ``optimizers_in_turn``, each timing every form once.
 IN_TURN_ROUNDS = 40
+OPTIMIZER_TIMES = (("copy", "copy_bound"), ("apply", "jit_apply"), ("check", "jit"),
+                   ("fused", "torch_fused"), ("torch", "torch"))
+OPTIMIZER_RATIOS = (("jit_apply", "copy_bound"), ("jit", "copy_bound"),
+                    ("torch_fused", "jit_apply"), ("torch", "jit_apply"))
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -293,23 +296,13 @@ def test_optimizers_in_turn(benchmark, request, name, size):
                 steps[form] = _torch_step(torch, name, form, param, grad, state)
             except pytest.skip.Exception:
                 pass  # no fused path for this optimizer
-    times = {form: [] for form in steps}
-
-    def one_round():
-        for form, step in steps.items():
-            start_ns = time.perf_counter_ns()
-            step()
-            times[form].append(time.perf_counter_ns() - start_ns)
-
-    one_round()  # warm-up: compilation, torch's state
-    for t in times.values():
-        t.clear()
     benchmark.group = f"optimizers_in_turn[{size}]"
-    benchmark.extra_info["form"] = "in_turn"
-    benchmark.pedantic(one_round, rounds=IN_TURN_ROUNDS, iterations=1)
-    best = {form: min(t) * 1e-9 for form, t in times.items()}
-    benchmark.extra_info["min_seconds"] = best
-    IN_TURN.append((f"{name}[{size}]", len(times["jit"]), best))
+    best, rounds = time_in_turn(benchmark, steps, IN_TURN_ROUNDS)
+    IN_TURN.append(InTurn(
+        f"optimizer forms timed in turn, {size}",
+        "apply and check against the copy of the same arrays, torch paths against apply "
+        "(above 1: fastnn faster)",
+        name, rounds, best, OPTIMIZER_TIMES, OPTIMIZER_RATIOS))
     assert opt.skipped_steps == 0
     _assert_moved(param, start, grad)
 
