@@ -39,7 +39,12 @@ def _pin_threads():
     import scipy.linalg  # noqa: F401  load scipy's OpenBLAS now, so the limit covers it
     from threadpoolctl import threadpool_limits
 
+    from fastnn._config import _unnest_openmp
+
     numba.set_num_threads(min(THREADS, numba.config.NUMBA_NUM_THREADS))
+    # numba's OpenMP layer turned nesting on in the libgomp torch will share; without
+    # this, torch's small epoch ran 7-10x slower here (as fn.set_num_threads does)
+    _unnest_openmp()
     with threadpool_limits(limits=THREADS):
         yield
 

@@ -137,13 +137,16 @@ def set_num_threads(n):
     that cannot split its batches (other layers than Dense, a model whose update is
     large enough for the threaded kernels, batch gradient descent) runs as with
     ``n = 1``, its products on BLAS's threads (:func:`threads_to_blas`).
+    numba's OpenMP layer starts its pool with nested parallel regions on in the runtime
+    a later torch shares; this turns them back off (:func:`_unnest_openmp`).
     ``FASTNN_NUM_THREADS=n`` calls this at import. Returns the previous ``n``."""
     global _num_threads, _blas_pin, _lent
     n = int(n)
     if n < 1:
         raise ValueError(f"n={n}: expected a number of threads >= 1")
     _lent = None  # called inside threads_to_blas: this choice stands after it
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))  # starts numba's pool
+    _unnest_openmp()
     if n == 1 and _blas_pin is not None:
         _blas_pin.restore_original_limits()
         _blas_pin = None
@@ -161,6 +164,42 @@ def set_num_threads(n):
             _blas_pin = threadpool_limits(limits=1, user_api="blas")
     previous, _num_threads = _num_threads, n
     return previous
+
+
+#: The OpenMP runtimes numba's OpenMP layer may load, by the name a process finds them.
+_OPENMP_NAMES = ("libgomp.so.1", "libomp.so", "libiomp5.so", "libomp.dylib", "libiomp5.dylib")
+
+
+def _unnest_openmp():
+    """Turn nested parallel regions back off in the OpenMP runtime numba's pool runs on.
+
+    numba's OpenMP layer, starting its threads, sets the runtime's max active levels to
+    255 (nesting on). fastnn never nests, but another library sharing that runtime does:
+    torch imported after fastnn's threads started takes the loaded ``libgomp.so.1`` for
+    its own and nests its intra-op regions, oversubscribing the cores (its epoch of the
+    40-100-100-10 network, batch 100: 248 ms instead of 25 on two cores). Left alone if
+    numba runs another layer or the user asked for nesting (``OMP_MAX_ACTIVE_LEVELS`` or
+    ``OMP_NESTED`` set); only a runtime already loaded is touched. Returns the levels
+    found, or None where there was nothing to do."""
+    if "OMP_MAX_ACTIVE_LEVELS" in os.environ or "OMP_NESTED" in os.environ:
+        return None
+    try:
+        if numba.threading_layer() != "omp":
+            return None
+    except ValueError:  # no pool started yet
+        return None
+    import ctypes
+
+    for name in _OPENMP_NAMES:
+        try:
+            runtime = ctypes.CDLL(name, mode=os.RTLD_NOLOAD)
+        except (OSError, AttributeError):  # not loaded (or no RTLD_NOLOAD on this OS)
+            continue
+        levels = runtime.omp_get_max_active_levels()
+        if levels > 1:
+            runtime.omp_set_max_active_levels(1)
+        return levels
+    return None
 
 
 def blas_pinned():

@@ -308,6 +308,46 @@ def test_set_num_threads_without_threadpoolctl_warns(monkeypatch):
     assert _config.threads() == previous
 
 
+def test_set_num_threads_turns_openmp_nesting_back_off(monkeypatch):
+    """numba's OpenMP layer starts its pool with nesting on (max active levels 255) in
+    the runtime that torch, imported later, shares and then nests in: set_num_threads
+    turns it back to one level, unless the user asked for nesting."""
+    import ctypes
+
+    import numba
+
+    from fastnn import _config
+    before, previous = numba.get_num_threads(), _config.set_num_threads(1)  # starts the pool
+    if numba.threading_layer() != "omp":
+        pytest.skip(f"numba runs its {numba.threading_layer()!r} layer, not OpenMP")
+    runtime = next(ctypes.CDLL(name, mode=os.RTLD_NOLOAD) for name in _config._OPENMP_NAMES
+                   if _loaded(name))
+    try:
+        runtime.omp_set_max_active_levels(255)  # as numba's launch left it
+        monkeypatch.delenv("OMP_MAX_ACTIVE_LEVELS", raising=False)
+        monkeypatch.delenv("OMP_NESTED", raising=False)
+        _config.set_num_threads(2)
+        assert runtime.omp_get_max_active_levels() == 1
+        runtime.omp_set_max_active_levels(255)
+        monkeypatch.setenv("OMP_MAX_ACTIVE_LEVELS", "255")  # the user's choice stands
+        assert _config._unnest_openmp() is None
+        assert runtime.omp_get_max_active_levels() == 255
+    finally:
+        runtime.omp_set_max_active_levels(1)
+        _config.set_num_threads(previous)
+        numba.set_num_threads(before)
+
+
+def _loaded(name):
+    import ctypes
+
+    try:
+        ctypes.CDLL(name, mode=os.RTLD_NOLOAD)
+    except OSError:
+        return False
+    return True
+
+
 def test_momentum_twin():
     """The lecture's momentum is not in torch.optim: its oracle is the naive twin."""
     for kwargs in ({"lr": 0.1}, {"lr": 0.1, "beta": 0.5, "bias_correction": True,
