@@ -44,7 +44,7 @@ import pytest
 from _common import IN_TURN, THREADS, InTurn, Size, give_threads, time_in_turn
 
 import fastnn as fn
-from fastnn._config import jit
+from fastnn._config import blas_one_thread, jit
 from fastnn.model import _Snapshot
 
 MLP = Size("784-256-128-10 bs128 n60000", (60000, 784, 256, 128, 10, 128), loop=False)
@@ -148,8 +148,9 @@ def _small_form(request, form, X, y, widths, bs):
         clf = neural.MLPClassifier(tuple(widths[1:-1]), batch_size=bs, solver="adam",
                                    random_state=0)
 
-        def epoch():
-            with warnings.catch_warnings():
+        def epoch():  # at its best: BLAS on one thread (as fast as two for these
+            # products), and no BLAS threads left spinning on the cores of the next form
+            with warnings.catch_warnings(), blas_one_thread():
                 warnings.simplefilter("ignore")
                 clf.partial_fit(X, y, classes=np.arange(widths[-1]))
 
