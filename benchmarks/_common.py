@@ -1,6 +1,7 @@
 """Helpers imported by the benchmark files (fixtures live in ``conftest.py``)."""
 
 import contextlib
+import importlib.util
 import os
 import time
 from dataclasses import dataclass
@@ -52,6 +53,16 @@ class InTurn:
     best: dict
     times: tuple
     ratios: tuple
+
+
+def forms_here(forms, threaded=(), peers=None):
+    """``forms`` less those this run cannot time: the ``threaded`` ones below two threads
+    or without threadpoolctl (the smoke run's one thread), and those whose library is not
+    installed (``peers``: form -> module name)."""
+    peers = peers or {}
+    no_threads = THREADS < 2 or importlib.util.find_spec("threadpoolctl") is None
+    return tuple(f for f in forms if not (no_threads and f in threaded)
+                 and (f not in peers or importlib.util.find_spec(peers[f]) is not None))
 
 
 def time_in_turn(benchmark, steps, rounds, threaded=(), repeat=1):

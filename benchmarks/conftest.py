@@ -18,7 +18,8 @@ torch's intra-op pool are pinned to ``FASTNN_BENCH_THREADS`` threads (default 1,
 every form is measured single-threaded: a like-for-like comparison of the kernels).
 
 Under the tables: the forms timed in turn (``optimizers_in_turn`` in
-test_bench_perf_optim.py, ``epochs_in_turn`` in test_bench_perf_epoch.py; see
+test_bench_perf_optim.py, ``epochs_in_turn`` in test_bench_perf_epoch.py,
+``dropout_norm_in_turn`` in test_bench_perf_dropout_norm.py; see
 ``_common.time_in_turn``) as ratios, and the groups where the Python loop is not run.
 """
 

@@ -17,6 +17,10 @@
   ``_config.PARALLEL_MIN`` or unless ``_config.set_num_threads`` gave fastnn threads),
   ``jit_parallel`` forces dropout onto numba's threads: with BLAS on two threads too,
   the two pools fight and the step is many times slower.
+* ``dropout_norm_in_turn[dropout|batchnorm]``: the same forms timed in turn, each once a
+  round (dropout 5 calls in a row, batch norm 20), ratios printed under the tables
+  (``_common.time_in_turn``): a form's rounds one after another in its group meet a
+  shared machine in different moods.
 
 The issue's numbers are for two threads::
 
@@ -29,7 +33,8 @@ The plain ``python -m pytest benchmarks/test_bench_perf_dropout_norm.py`` is a s
 
 import numpy as np
 import pytest
-from _common import THREADS, Size, give_threads, random
+from _common import (IN_TURN, THREADS, InTurn, Size, forms_here, give_threads, random,
+                     time_in_turn)
 
 from fastnn._config import jit
 from fastnn.kernels.dropout import DROPOUT_FORWARD, dropout_forward_jit
@@ -57,35 +62,44 @@ def _info(bench):
 
 
 # --------------------------------------------------------------------- dropout
-@pytest.mark.parametrize("form", ["jit", "jit_threads", "torch", "numpy"])
-def test_perf_dropout_forward(bench, request, form):
-    x = random(DROPOUT.shape, seed=1)
-    if form == "jit_threads":
-        give_threads(request)  # from _config.PARALLEL_MIN elements: numba's threads
+def _dropout_form(request, form, x):
+    """Inverted dropout of ``x`` in ``form``, as ``(call, result)``: ``result(last)`` is
+    the output and the kept elements after the call that returned ``last``."""
     if form == "torch":
         torch = request.getfixturevalue("torch")
-        F = torch.nn.functional
-        out = bench(form, "perf_dropout_forward", DROPOUT, F.dropout, torch.from_numpy(x),
-                    RATE, True).numpy()
-        kept = out != 0
-    elif form == "numpy":
+        F, tx = torch.nn.functional, torch.from_numpy(x)
+
+        def torch_result(last):
+            out = last.numpy()
+            return out, out != 0
+
+        return lambda: F.dropout(tx, RATE, True), torch_result
+    if form == "numpy":
         rng = np.random.default_rng(0)
         scale = np.float32(SCALE)
 
         def numpy_dropout():
             return x * (rng.random(x.shape, dtype=np.float32) >= RATE) * scale
 
-        out = bench(form, "perf_dropout_forward", DROPOUT, numpy_dropout)
-        kept = out != 0
-    else:
-        out, mask = np.empty_like(x), np.empty(x.shape, np.uint8)
-        bench(form, "perf_dropout_forward", DROPOUT, DROPOUT_FORWARD["jit"], x, KEY, 7,
-              keep_threshold(RATE), SCALE, mask, out)
-        kept = mask.astype(bool)
-        ref_mask = np.empty_like(mask)
+        return numpy_dropout, lambda out: (out, out != 0)
+    out, mask = np.empty_like(x), np.empty(x.shape, np.uint8)
+    threshold = keep_threshold(RATE)
+    return (lambda: DROPOUT_FORWARD["jit"](x, KEY, 7, threshold, SCALE, mask, out),
+            lambda _: (out, mask.astype(bool)))
+
+
+@pytest.mark.parametrize("form", ["jit", "jit_threads", "torch", "numpy"])
+def test_perf_dropout_forward(bench, request, form):
+    x = random(DROPOUT.shape, seed=1)
+    if form == "jit_threads":
+        give_threads(request)  # from _config.PARALLEL_MIN elements: numba's threads
+    call, result = _dropout_form(request, form, x)
+    out, kept = result(bench(form, "perf_dropout_forward", DROPOUT, call))
+    if form.startswith("jit"):
+        ref_mask = np.empty(x.shape, np.uint8)
         DROPOUT_FORWARD["vec"](x, KEY, 7, keep_threshold(RATE), SCALE, ref_mask,
                                np.empty_like(x))
-        np.testing.assert_array_equal(mask, ref_mask)
+        np.testing.assert_array_equal(kept, ref_mask.astype(bool))
     _info(bench)
     np.testing.assert_allclose(out[kept], x[kept] * SCALE, rtol=2.5e-7)
     assert np.all(out[~kept] == 0)
@@ -102,12 +116,10 @@ def _bn_data():
     return x, dy, gamma, beta
 
 
-@pytest.mark.parametrize("form", ["jit", "jit_threads", "torch"])
-def test_perf_batchnorm_train(bench, request, form):
-    x, dy, gamma, beta = _bn_data()
+def _bn_form(request, form, x, dy, gamma, beta):
+    """Batch norm's training forward then backward in ``form``, as ``(call, result)``:
+    ``result(last)`` is the output, dx and dgamma after the call that returned ``last``."""
     m, n = x.shape
-    if form == "jit_threads":
-        give_threads(request)  # from _config.PARALLEL_MIN elements: numba's threads
     if form == "torch":
         torch = request.getfixturevalue("torch")
         layer = torch.nn.BatchNorm1d(n, eps=EPS, momentum=MOMENTUM)
@@ -117,30 +129,38 @@ def test_perf_batchnorm_train(bench, request, form):
         tx = torch.from_numpy(x.copy()).requires_grad_()
         tdy = torch.from_numpy(dy)
 
-        def step():
+        def torch_step():
             tx.grad = layer.weight.grad = layer.bias.grad = None
             out = layer(tx)
             out.backward(tdy)
             return out
 
-        out = bench(form, "perf_batchnorm_train", BATCHNORM, step).detach().numpy()
-        dx, dgamma = tx.grad.numpy(), layer.weight.grad.numpy()
-    else:
-        forward, backward = BATCHNORM_FORWARD_TRAIN["jit"], BATCHNORM_BACKWARD["jit"]
-        running_mean, running_var = np.zeros(n, np.float32), np.ones(n, np.float32)
-        mean, invstd, acc_dy, acc_dyx = (np.empty(n) for _ in range(4))
-        out, dx = np.empty_like(x), np.empty_like(x)
-        dgamma, dbeta = np.empty_like(gamma), np.empty_like(beta)
-        coef_f = np.empty((coef_rows_forward(m), n), np.float32)
-        coef_b = np.empty((coef_rows_backward(m), n), np.float32)
+        return torch_step, lambda out: (out.detach().numpy(), tx.grad.numpy(),
+                                        layer.weight.grad.numpy())
+    forward, backward = BATCHNORM_FORWARD_TRAIN["jit"], BATCHNORM_BACKWARD["jit"]
+    running_mean, running_var = np.zeros(n, np.float32), np.ones(n, np.float32)
+    mean, invstd, acc_dy, acc_dyx = (np.empty(n) for _ in range(4))
+    out, dx = np.empty_like(x), np.empty_like(x)
+    dgamma, dbeta = np.empty_like(gamma), np.empty_like(beta)
+    coef_f = np.empty((coef_rows_forward(m), n), np.float32)
+    coef_b = np.empty((coef_rows_backward(m), n), np.float32)
 
-        def step():
-            forward(x, gamma, beta, MOMENTUM, EPS, running_mean, running_var, mean, invstd,
-                    out, coef_f)
-            backward(x, dy, gamma, mean, invstd, True, acc_dy, acc_dyx, dgamma, dbeta, dx,
-                     coef_b)
+    def step():
+        forward(x, gamma, beta, MOMENTUM, EPS, running_mean, running_var, mean, invstd,
+                out, coef_f)
+        backward(x, dy, gamma, mean, invstd, True, acc_dy, acc_dyx, dgamma, dbeta, dx,
+                 coef_b)
 
-        bench(form, "perf_batchnorm_train", BATCHNORM, step)
+    return step, lambda _: (out, dx, dgamma)
+
+
+@pytest.mark.parametrize("form", ["jit", "jit_threads", "torch"])
+def test_perf_batchnorm_train(bench, request, form):
+    x, dy, gamma, beta = _bn_data()
+    if form == "jit_threads":
+        give_threads(request)  # from _config.PARALLEL_MIN elements: numba's threads
+    call, result = _bn_form(request, form, x, dy, gamma, beta)
+    out, dx, dgamma = result(bench(form, "perf_batchnorm_train", BATCHNORM, call))
     _info(bench)
     x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
     mu = x64.mean(axis=0)
@@ -151,6 +171,35 @@ def test_perf_batchnorm_train(bench, request, form):
     np.testing.assert_allclose(dx, inv * (g - g.mean(axis=0) - xn * (g * xn).mean(axis=0)),
                                rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(dgamma, (dy64 * xn).sum(axis=0), rtol=1e-3, atol=1e-3)
+
+
+# ------------------------------------------------------------------ in turn
+#: What ``dropout_norm_in_turn`` times, per kernel: its size, its data, its forms' call
+#: maker, its forms, its rounds, the calls in a row a round and the ratios its target
+#: names (torch / fastnn given threads).
+IN_TURN_KERNELS = {
+    "dropout": (DROPOUT, lambda: (random(DROPOUT.shape, seed=1),), _dropout_form,
+                ("jit_threads", "jit", "numpy", "torch"), 10, 5,
+                (("torch", "jit_threads"), ("torch", "jit"), ("numpy", "jit_threads"))),
+    "batchnorm": (BATCHNORM, _bn_data, _bn_form, ("jit_threads", "jit", "torch"), 10, 20,
+                  (("torch", "jit_threads"), ("torch", "jit"))),
+}
+
+
+@pytest.mark.parametrize("kernel", list(IN_TURN_KERNELS))
+def test_dropout_norm_in_turn(benchmark, request, kernel):
+    size, data, make, forms, rounds, repeat, ratios = IN_TURN_KERNELS[kernel]
+    threaded = ("jit_threads",)
+    forms = forms_here(forms, threaded, {"torch": "torch"})
+    args = data()
+    steps = {form: make(request, form, *args)[0] for form in forms}
+    benchmark.group = f"dropout_norm_in_turn[{kernel} {size}]"
+    best, done = time_in_turn(benchmark, steps, rounds, threaded, repeat)
+    IN_TURN.append(InTurn(
+        f"dropout and batch norm timed in turn, {size}",
+        "jit_threads is fastnn given the threads, jit without (the targets: torch/"
+        "jit_threads at least 40 for dropout, 1.5 for batch norm)",
+        kernel, done, best, tuple((f, f) for f in forms), ratios))
 
 
 # ------------------------------------------------------------------ threading

@@ -36,12 +36,11 @@ Synthetic data of the right shapes (timing does not depend on the values). Measu
 The plain ``python -m pytest`` smoke run (timing off) uses a few batches only.
 """
 
-import importlib.util
 import warnings
 
 import numpy as np
 import pytest
-from _common import IN_TURN, THREADS, InTurn, Size, give_threads, time_in_turn
+from _common import IN_TURN, THREADS, InTurn, Size, forms_here, give_threads, time_in_turn
 
 import fastnn as fn
 from fastnn._config import blas_one_thread, jit
@@ -199,10 +198,8 @@ def test_epochs_in_turn(benchmark, request, net):
     n, widths, bs = _shape(request, size)
     X, y = _data(n, widths[0], widths[-1])
     threaded = ("jit_split",)
-    if THREADS < 2 or importlib.util.find_spec("threadpoolctl") is None:
-        forms = tuple(f for f in forms if f not in threaded)  # the smoke run's one thread
-    peers = {"sklearn": "sklearn", "torch": "torch", "torch_fused": "torch"}
-    forms = tuple(f for f in forms if f not in peers or importlib.util.find_spec(peers[f]))
+    forms = forms_here(forms, threaded,
+                       {"sklearn": "sklearn", "torch": "torch", "torch_fused": "torch"})
     steps = {form: make(request, form, X, y, widths, bs) for form in forms}
     benchmark.group = f"epochs_in_turn[{size}]"
     best, done = time_in_turn(benchmark, steps, rounds, threaded, repeat)
