@@ -62,6 +62,10 @@ def _info(bench):
 
 
 # --------------------------------------------------------------------- dropout
+def _dropout_data():
+    return (random(DROPOUT.shape, seed=1),)
+
+
 def _dropout_form(request, form, x):
     """Inverted dropout of ``x`` in ``form``, as ``(call, result)``: ``result(last)`` is
     the output and the kept elements after the call that returned ``last``."""
@@ -90,7 +94,7 @@ def _dropout_form(request, form, x):
 
 @pytest.mark.parametrize("form", ["jit", "jit_threads", "torch", "numpy"])
 def test_perf_dropout_forward(bench, request, form):
-    x = random(DROPOUT.shape, seed=1)
+    (x,) = _dropout_data()
     if form == "jit_threads":
         give_threads(request)  # from _config.PARALLEL_MIN elements: numba's threads
     call, result = _dropout_form(request, form, x)
@@ -178,7 +182,7 @@ def test_perf_batchnorm_train(bench, request, form):
 #: maker, its forms, its rounds, the calls in a row a round and the ratios its target
 #: names (torch / fastnn given threads).
 IN_TURN_KERNELS = {
-    "dropout": (DROPOUT, lambda: (random(DROPOUT.shape, seed=1),), _dropout_form,
+    "dropout": (DROPOUT, _dropout_data, _dropout_form,
                 ("jit_threads", "jit", "numpy", "torch"), 10, 5,
                 (("torch", "jit_threads"), ("torch", "jit"), ("numpy", "jit_threads"))),
     "batchnorm": (BATCHNORM, _bn_data, _bn_form, ("jit_threads", "jit", "torch"), 10, 20,

@@ -188,17 +188,25 @@ def _unnest_openmp():
             return None
     except ValueError:  # no pool started yet
         return None
+    runtime = _openmp_runtime()
+    if runtime is None:
+        return None
+    levels = runtime.omp_get_max_active_levels()
+    if levels > 1:
+        runtime.omp_set_max_active_levels(1)
+    return levels
+
+
+def _openmp_runtime():
+    """The first of :data:`_OPENMP_NAMES` already loaded in the process (ctypes), or None;
+    never loads one."""
     import ctypes
 
     for name in _OPENMP_NAMES:
         try:
-            runtime = ctypes.CDLL(name, mode=os.RTLD_NOLOAD)
+            return ctypes.CDLL(name, mode=os.RTLD_NOLOAD)
         except (OSError, AttributeError):  # not loaded (or no RTLD_NOLOAD on this OS)
             continue
-        levels = runtime.omp_get_max_active_levels()
-        if levels > 1:
-            runtime.omp_set_max_active_levels(1)
-        return levels
     return None
 
 

@@ -312,18 +312,15 @@ def test_set_num_threads_turns_openmp_nesting_back_off(monkeypatch):
     """numba's OpenMP layer starts its pool with nesting on (max active levels 255) in
     the runtime that torch, imported later, shares and then nests in: set_num_threads
     turns it back to one level, unless the user asked for nesting."""
-    import ctypes
-
     import numba
 
     from fastnn import _config
     before, previous = numba.get_num_threads(), _config.set_num_threads(1)  # starts the pool
     if numba.threading_layer() != "omp":
         pytest.skip(f"numba runs its {numba.threading_layer()!r} layer, not OpenMP")
-    names = [name for name in _config._OPENMP_NAMES if _loaded(name)]
-    if not names:
+    runtime = _config._openmp_runtime()
+    if runtime is None:
         pytest.skip(f"none of {_config._OPENMP_NAMES} is loaded under its name here")
-    runtime = ctypes.CDLL(names[0], mode=os.RTLD_NOLOAD)
     try:
         runtime.omp_set_max_active_levels(255)  # as numba's launch left it
         monkeypatch.delenv("OMP_MAX_ACTIVE_LEVELS", raising=False)
@@ -338,16 +335,6 @@ def test_set_num_threads_turns_openmp_nesting_back_off(monkeypatch):
         runtime.omp_set_max_active_levels(1)
         _config.set_num_threads(previous)
         numba.set_num_threads(before)
-
-
-def _loaded(name):
-    import ctypes
-
-    try:
-        ctypes.CDLL(name, mode=os.RTLD_NOLOAD)
-    except (OSError, AttributeError):  # not loaded (or no RTLD_NOLOAD on this OS)
-        return False
-    return True
 
 
 def test_momentum_twin():
